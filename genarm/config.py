@@ -30,9 +30,12 @@ class BaseModelConfig(_Strict):
 
     model: str = Field(description="HF model folder of the base LLM.")
     quantization: Literal["gptq", "awq"] | None = Field(
-        default=None, description="vLLM quantization of the base only (CUDA); ARMs stay unquantized."
+        default=None,
+        description="vLLM quantization of the base only (CUDA); ARMs stay unquantized.",
     )
-    tokenizer: str | None = Field(default=None, description="Tokenizer folder; default: the model's.")
+    tokenizer: str | None = Field(
+        default=None, description="Tokenizer folder; default: the model's."
+    )
 
 
 class ArmConfig(_Strict):
