@@ -79,8 +79,8 @@ class EngineConfig(_Strict):
     max_num_batched_tokens: int | None = Field(default=None, ge=16)
     enforce_eager: bool = True
     enable_prefix_caching: bool = True
-    kv_cache_space_gib: float = Field(
-        default=2.0, gt=0, description="CPU only: KV cache size (VLLM_CPU_KVCACHE_SPACE)."
+    kv_cache_gib: float | None = Field(
+        default=2.0, gt=0, description="KV cache size in GiB; null: vLLM sizes it (GPU)."
     )
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     seed: int = 0

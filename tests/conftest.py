@@ -51,7 +51,7 @@ def tiny_config_dict(
             "dtype": "float32",
             "max_model_len": 512,
             "max_num_seqs": 32,
-            "kv_cache_space_gib": 0.5,
+            "kv_cache_gib": 0.5,
             **engine,
         },
     }

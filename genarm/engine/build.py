@@ -1,0 +1,152 @@
+"""Build the vLLM engine for a deployment config.
+
+Without ARMs this is plain vLLM serving the base model. With ARMs, the base
+folder is served as the composite ``GenARMForCausalLM`` (switched on through
+``hf_overrides``) and the GenARM logits processor is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from genarm.config import DeploymentConfig
+from genarm.engine.weights import ArmSpec
+
+logger = logging.getLogger(__name__)
+
+
+def arm_specs(cfg: DeploymentConfig) -> list[ArmSpec]:
+    """The ARMs a deployment serves, in config order (= weight order in the engine)."""
+    return [
+        ArmSpec(
+            name=arm.name,
+            default_weight=arm.default_weight,
+            min_weight=arm.min_weight,
+            max_weight=arm.max_weight,
+            description=arm.description,
+        )
+        for arm in cfg.arms
+    ]
+
+
+def arm_model_paths(cfg: DeploymentConfig) -> list[str]:
+    """A plain checkpoint folder per ARM; LoRA adapters are merged (and cached) first."""
+    from genarm.engine.lora import merged_adapter_path
+
+    paths = []
+    for arm in cfg.arms:
+        if arm.model is not None:
+            paths.append(arm.model)
+        else:
+            base = arm.adapter_base or cfg.base.model
+            paths.append(str(merged_adapter_path(arm.adapter, base, cfg.engine.cache_dir)))
+    return paths
+
+
+def _base_architectures(model_path: str) -> list[str]:
+    config_file = Path(model_path) / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"base model folder has no config.json: {model_path}")
+    return list(json.loads(config_file.read_text()).get("architectures") or [])
+
+
+def configure_environment(cfg: DeploymentConfig) -> None:
+    """vLLM settings that are environment variables; read when the engine starts."""
+    # vLLM 0.32 picks Model Runner V2 on CUDA when Triton is present; V2 has
+    # another logits-processor interface and refuses V1-style processors. The
+    # CPU build runs V1, so forcing V1 keeps one code path on both.
+    if os.environ.get("VLLM_USE_V2_MODEL_RUNNER") != "0":
+        logger.info(
+            "Setting VLLM_USE_V2_MODEL_RUNNER=0: the GenARM logits processor uses vLLM's "
+            "V1 interface, which Model Runner V2 does not accept"
+        )
+    os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
+    # By default vLLM's CPU worker holds one core back; on a 2-core laptop that halves speed.
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    tp = cfg.engine.tensor_parallel_size
+    if tp > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        cores = os.cpu_count() or tp
+        per = max(1, cores // tp)
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(
+            f"{r * per}-{r * per + per - 1}" if per > 1 else str(r) for r in range(tp)
+        )
+
+
+def engine_kwargs(cfg: DeploymentConfig) -> dict[str, Any]:
+    """Keyword arguments for vLLM's EngineArgs / LLM; checks tokenizers on the way."""
+    from genarm.engine.composite import ARCHITECTURE
+    from genarm.engine.tokenizer_check import check_shared_tokenizer
+
+    e = cfg.engine
+    kwargs: dict[str, Any] = dict(
+        model=cfg.base.model,
+        tokenizer=cfg.base.tokenizer or cfg.base.model,
+        served_model_name=cfg.server.served_model_name,
+        quantization=cfg.base.quantization,
+        dtype=e.dtype,
+        max_model_len=e.max_model_len,
+        tensor_parallel_size=e.tensor_parallel_size,
+        max_num_seqs=e.max_num_seqs,
+        max_num_batched_tokens=e.max_num_batched_tokens,
+        enforce_eager=e.enforce_eager,
+        enable_prefix_caching=e.enable_prefix_caching,
+        gpu_memory_utilization=e.gpu_memory_utilization,
+        # An explicit KV-cache size: vLLM's CPU default asks for more memory than a laptop has.
+        kv_cache_memory_bytes=int(e.kv_cache_gib * 2**30) if e.kv_cache_gib else None,
+        seed=e.seed,
+        # Logprobs of the distribution tokens are drawn from, i.e. after guidance.
+        logprobs_mode="processed_logprobs",
+        max_logprobs=20,
+    )
+    if not cfg.arms:
+        return kwargs
+    from genarm.engine.logits_processor import GenARMLogitsProcessor
+
+    paths = arm_model_paths(cfg)
+    for arm, path in zip(cfg.arms, paths, strict=True):
+        check_shared_tokenizer(cfg.base.tokenizer or cfg.base.model, path, arm.name)
+    arms = [
+        dict(spec.to_dict(), path=path) for spec, path in zip(arm_specs(cfg), paths, strict=True)
+    ]
+    kwargs["hf_overrides"] = {
+        "architectures": [ARCHITECTURE],
+        "genarm_base_architectures": _base_architectures(cfg.base.model),
+        "genarm_arms": arms,
+    }
+    kwargs["logits_processors"] = [GenARMLogitsProcessor]
+    return kwargs
+
+
+def _prepare(cfg: DeploymentConfig) -> dict[str, Any]:
+    configure_environment(cfg)
+    kwargs = engine_kwargs(cfg)
+    if cfg.arms:
+        from genarm.engine.logits_processor import publish_arm_specs
+
+        publish_arm_specs(arm_specs(cfg))
+    names = ", ".join(a.name for a in cfg.arms) or "none (plain vLLM)"
+    logger.info("Starting vLLM engine: base %s, ARMs: %s", cfg.base.model, names)
+    return kwargs
+
+
+def create_llm(cfg: DeploymentConfig, **overrides: Any):
+    """vLLM's offline ``LLM`` for a deployment (tests, benchmarks, batch jobs)."""
+    from vllm import LLM
+
+    kwargs = _prepare(cfg)
+    kwargs.update(overrides)
+    return LLM(**kwargs)
+
+
+def create_async_engine(cfg: DeploymentConfig, **overrides: Any):
+    """vLLM's ``AsyncLLM`` for a deployment (the server). Blocks while it loads."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    kwargs = _prepare(cfg)
+    kwargs.update(overrides)
+    return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))

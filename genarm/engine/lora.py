@@ -1,0 +1,58 @@
+"""LoRA ARMs: merge a PEFT adapter into its base once, cache the result.
+
+vLLM's sub-models load plain checkpoints, so an ``adapter:`` ARM is served as a
+merged checkpoint under ``<cache_dir>/merged-arms/<hash>``. The hash covers the
+adapter's files and the identity of its base (config and weight file names and
+sizes), so a new adapter or base gets a new folder and an unchanged pair is
+never merged twice. The merged copy costs one more set of weights: fine for
+the small ARMs this targets; serving the adapter on the base's own weights
+would avoid it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _fingerprint(adapter: Path, base: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in adapter.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(adapter).as_posix().encode())
+        digest.update(path.read_bytes())
+    digest.update(b"\0base\0")
+    for path in sorted(p for p in base.iterdir() if p.is_file()):
+        digest.update(path.name.encode())
+        if path.suffix == ".json":
+            digest.update(path.read_bytes())
+        else:
+            digest.update(str(path.stat().st_size).encode())
+    return digest.hexdigest()[:16]
+
+
+def merged_adapter_path(adapter: str, base: str, cache_dir: str) -> Path:
+    """Folder of ``adapter`` merged into ``base``, built on first use."""
+    adapter_dir, base_dir = Path(adapter), Path(base)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"no PEFT adapter (adapter_config.json) in {adapter_dir}")
+    out = Path(cache_dir).expanduser() / "merged-arms" / _fingerprint(adapter_dir, base_dir)
+    if (out / "config.json").is_file():
+        return out
+    logger.info("Merging LoRA adapter %s into %s -> %s (once)", adapter_dir, base_dir, out)
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    dtype = model.config.dtype if hasattr(model.config, "dtype") else None
+    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.to(dtype or torch.float32).save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
+    tmp.rename(out)  # atomic: a crashed merge never looks finished
+    return out
