@@ -18,8 +18,13 @@ TINY_SHAPES = {
     "arm_a": TinyShape(
         hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2
     ),
+    # A padded lm_head (64 ids past the tokenizer), which the engine must accept.
     "arm_b": TinyShape(
-        hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        extra_vocab=64,
     ),
 }
 

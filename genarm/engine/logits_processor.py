@@ -16,11 +16,17 @@ import json
 import os
 
 import torch
+from vllm.exceptions import VLLMValidationError
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
 from genarm.arm_kernels import fuse
 from genarm.engine.arm_logits_stash import arm_logits_stash
-from genarm.engine.weights import EXTRA_ARGS_KEY, ArmSpec, resolve_reward_weights
+from genarm.engine.weights import (
+    EXTRA_ARGS_KEY,
+    ArmSpec,
+    RewardWeightError,
+    resolve_reward_weights,
+)
 
 # The front-end process validates requests before the engine sees them; it has
 # no engine config at hand (validate_params is a classmethod), so the builder
@@ -46,8 +52,11 @@ class GenARMLogitsProcessor(LogitsProcessor):
 
     @classmethod
     def validate_params(cls, sampling_params) -> None:
-        # RewardWeightError is a ValueError: vLLM turns it into a 400.
-        resolve_reward_weights(published_arm_specs(), _requested_weights(sampling_params))
+        # vLLM's own validation error keeps the parameter name up to the server's 400.
+        try:
+            resolve_reward_weights(published_arm_specs(), _requested_weights(sampling_params))
+        except RewardWeightError as err:
+            raise VLLMValidationError(str(err), parameter=err.param) from err
 
     def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool) -> None:
         hf_config = vllm_config.model_config.hf_config

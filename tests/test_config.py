@@ -1,0 +1,149 @@
+"""One test per deployment-config validation rule, plus the reward-weight rules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from genarm.config import ConfigError, load_config, parse_config
+from genarm.engine.weights import ArmSpec, RewardWeightError, resolve_reward_weights
+
+
+def minimal(**extra) -> dict:
+    return {"base": {"model": "/models/base"}, **extra}
+
+
+def arm(**fields) -> dict:
+    return {"name": "concise", "model": "/models/arm", **fields}
+
+
+def assert_rejected(data: dict, *fragments: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+def test_minimal_config_gets_defaults():
+    cfg = parse_config(minimal())
+    assert cfg.arms == [] and cfg.engine.dtype == "bfloat16"
+    assert cfg.server.host == "127.0.0.1" and cfg.server.port == 8000
+
+
+def test_full_example_from_the_docs(tmp_path):
+    text = """
+base: {model: base, quantization: null}
+arms:
+  - {name: concise, model: arm, default_weight: 1.0, min_weight: -5.0, max_weight: 5.0,
+     description: "short answers"}
+  - {name: harmless, adapter: lora, default_weight: 0.5}
+engine: {dtype: bfloat16, max_model_len: 4096, tensor_parallel_size: 1}
+server: {host: 127.0.0.1, port: 8000, api_keys: []}
+"""
+    path = tmp_path / "deploy.yaml"
+    path.write_text(text)
+    cfg = load_config(path)
+    # Relative paths resolve against the config file's folder.
+    assert cfg.base.model == str(tmp_path / "base")
+    assert cfg.arm("harmless").adapter == str(tmp_path / "lora")
+    assert cfg.arm("concise").description == "short answers"
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        (minimal(extra=1), "extra: unknown key"),
+        (minimal(base={"model": "m", "quant": "gptq"}), "base.quant: unknown key"),
+        (minimal(arms=[arm(weight=1)]), "arms.0.weight: unknown key"),
+        (minimal(engine={"dtyp": "float32"}), "engine.dtyp: unknown key"),
+        (minimal(server={"key": "x"}), "server.key: unknown key"),
+    ],
+)
+def test_unknown_keys_are_rejected_with_their_path(data, path):
+    assert_rejected(data, path)
+
+
+def test_base_model_is_required():
+    assert_rejected({"arms": []}, "base: Field required")
+
+
+def test_arm_needs_exactly_one_source():
+    assert_rejected(minimal(arms=[{"name": "x"}]), "arms.0", "exactly one of 'model' or 'adapter'")
+    assert_rejected(
+        minimal(arms=[arm(adapter="/lora")]), "arms.0", "exactly one of 'model' or 'adapter'"
+    )
+
+
+def test_adapter_base_needs_adapter():
+    assert_rejected(minimal(arms=[arm(adapter_base="/b")]), "'adapter_base' needs 'adapter'")
+
+
+def test_weight_bounds_must_hold():
+    assert_rejected(minimal(arms=[arm(default_weight=6.0)]), "arms.0", "min_weight <= default")
+    assert_rejected(minimal(arms=[arm(min_weight=2.0, max_weight=1.0)]), "arms.0")
+
+
+def test_weights_must_be_finite():
+    assert_rejected(minimal(arms=[arm(max_weight=math.inf)]), "arms.0", "finite")
+
+
+def test_arm_names_unique_and_well_formed():
+    assert_rejected(minimal(arms=[arm(), arm()]), "arms", "repeated: concise")
+    assert_rejected(minimal(arms=[arm(name="has space")]), "arms.0.name")
+
+
+def test_quantization_is_gptq_or_awq():
+    assert parse_config(minimal(base={"model": "m", "quantization": "gptq"})).base.quantization
+    assert_rejected(minimal(base={"model": "m", "quantization": "int3"}), "base.quantization")
+
+
+def test_engine_and_server_ranges():
+    assert_rejected(minimal(engine={"tensor_parallel_size": 0}), "engine.tensor_parallel_size")
+    assert_rejected(minimal(engine={"dtype": "float8"}), "engine.dtype")
+    assert_rejected(minimal(server={"port": 70000}), "server.port")
+
+
+def test_wrong_types_name_the_key():
+    assert_rejected(minimal(engine={"max_model_len": "long"}), "engine.max_model_len")
+    assert_rejected(minimal(server={"api_keys": "secret"}), "server.api_keys")
+
+
+def test_file_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(top)
+
+
+SPECS = [ArmSpec("a", default_weight=0.5), ArmSpec("b", default_weight=0.0, min_weight=-1.0)]
+
+
+def test_resolve_weights_fills_defaults_in_spec_order():
+    assert resolve_reward_weights(SPECS, None) == {"a": 0.5, "b": 0.0}
+    assert resolve_reward_weights(SPECS, {"b": -1, "a": 2}) == {"a": 2.0, "b": -1.0}
+    assert list(resolve_reward_weights(SPECS, {"b": 1.0})) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "param", "message"),
+    [
+        ({"c": 1.0}, "reward_weights.c", "unknown ARM 'c'"),
+        ({"a": math.nan}, "reward_weights.a", "finite"),
+        ({"a": -math.inf}, "reward_weights.a", "finite"),
+        ({"b": -1.5}, "reward_weights.b", "within [-1.0, 5.0]"),
+        ({"a": "2"}, "reward_weights.a", "must be a number"),
+        ({"a": False}, "reward_weights.a", "must be a number"),
+        ([1, 2], "reward_weights", "must be an object"),
+    ],
+)
+def test_resolve_weights_rejects_by_name(requested, param, message):
+    with pytest.raises(RewardWeightError, match=message.replace("[", r"\[")) as err:
+        resolve_reward_weights(SPECS, requested)
+    assert err.value.param == param
