@@ -13,7 +13,6 @@ setup: $(STAMPS)/project
 
 $(STAMPS)/venv:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	mkdir -p $(STAMPS) && touch $@
 
 # torch first, pinned: pip takes the local CPU wheel. A bare `torch` requirement
