@@ -1,0 +1,91 @@
+"""The FastAPI application: health, metrics, the OpenAI routes, and the
+engine's lifetime (loaded in the background so /health can say 503 meanwhile)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from genarm.config import DeploymentConfig
+from genarm.server import openai_api
+from genarm.server.auth import configured_keys
+from genarm.server.engine_client import EngineClient
+from genarm.server.errors import APIError, error_response, install_error_handlers
+from genarm.server.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(cfg: DeploymentConfig, on_load_failure: Callable[[], None] | None = None) -> FastAPI:
+    """The app for one deployment. ``on_load_failure`` is called if the engine cannot start."""
+    metrics = ServerMetrics()
+    client = EngineClient(cfg, metrics)
+
+    async def load_engine() -> None:
+        try:
+            await asyncio.to_thread(client.load)
+        except Exception as err:  # a start-up error: report it and stop the server
+            client.load_error = f"{type(err).__name__}: {err}"
+            logger.error("The engine failed to start: %s", client.load_error)
+            if on_load_failure is not None:
+                on_load_failure()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        loader = asyncio.create_task(load_engine())
+        yield
+        loader.cancel()
+        client.shutdown()
+
+    app = FastAPI(title="genarm-serve", version="0.1.0", lifespan=lifespan)
+    app.state.engine_client = client
+    app.state.metrics = metrics
+    app.state.api_keys = configured_keys(cfg.server.api_keys)
+    install_error_handlers(app)
+    app.include_router(openai_api.router)
+    _add_body_limit(app, cfg.server.max_body_bytes)
+    _add_request_metrics(app, metrics)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if client.ready:
+            return JSONResponse({"status": "ok"})
+        if client.load_error:
+            return JSONResponse({"status": "failed", "error": client.load_error}, 503)
+        return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _add_body_limit(app: FastAPI, max_bytes: int) -> None:
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        too_big = declared is not None and declared.isdigit() and int(declared) > max_bytes
+        if not too_big and request.method in ("POST", "PUT", "PATCH") and declared is None:
+            too_big = len(await request.body()) > max_bytes  # chunked upload
+        if too_big:
+            return error_response(
+                APIError(413, f"request body larger than {max_bytes} bytes", code="too_large")
+            )
+        return await call_next(request)
+
+
+def _add_request_metrics(app: FastAPI, metrics: ServerMetrics) -> None:
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.http_requests.labels(route=path, status=str(response.status_code)).inc()
+        return response

@@ -1,0 +1,57 @@
+"""`genarm serve --config FILE [--host H] [--port P]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from genarm.config import ConfigError, load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="deployment YAML file")
+    parser.add_argument("--host", help="override server.host")
+    parser.add_argument("--port", type=int, help="override server.port")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from genarm.server.app import create_app
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        print(f"genarm serve: {err}", file=sys.stderr)
+        return 2
+    server_cfg = cfg.server.model_copy(
+        update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    )
+    cfg = cfg.model_copy(update={"server": server_cfg})
+    failed = []
+
+    def stop_on_failure() -> None:
+        failed.append(True)
+        server.should_exit = True
+
+    app = create_app(cfg, on_load_failure=stop_on_failure)
+    config = uvicorn.Config(
+        app,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    logging.getLogger(__name__).info(
+        "genarm-serve on http://%s:%d (model loading; /health says when ready)",
+        cfg.server.host,
+        cfg.server.port,
+    )
+    server.run()
+    return 1 if failed else 0

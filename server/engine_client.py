@@ -1,0 +1,130 @@
+"""The server's handle on the vLLM engine: loading, admission and clean aborts.
+
+Every request goes through ``generate``: it refuses work when the waiting queue
+is over its bound (503 + Retry-After), turns the engine's validation errors
+into 400s, keeps the running/waiting gauges, and aborts the engine request
+whenever the caller stops listening (a closed stream, a cancelled task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from genarm.config import DeploymentConfig
+from genarm.engine import arm_specs
+from genarm.engine.weights import ArmSpec, RewardWeightError, resolve_reward_weights
+from genarm.server.errors import APIError
+from genarm.server.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class EngineClient:
+    def __init__(self, cfg: DeploymentConfig, metrics: ServerMetrics) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.specs: list[ArmSpec] = arm_specs(cfg)
+        self.model_id = cfg.server.served_model_name or _folder_name(cfg.base.model)
+        self.created = int(time.time())
+        self.engine = None
+        self.tokenizer = None
+        self.load_error: str | None = None
+        self._sequences = 0  # sequences (n per request) submitted and not finished
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None
+
+    def load(self) -> None:
+        """Blocking: tokenizer, then the engine (run it in a thread)."""
+        from transformers import AutoTokenizer
+
+        from genarm.engine import create_async_engine
+
+        started = time.monotonic()
+        logger.info("Loading tokenizer of %s", self.cfg.base.model)
+        tokenizer = AutoTokenizer.from_pretrained(self.cfg.base.tokenizer or self.cfg.base.model)
+        if not getattr(tokenizer, "chat_template", None):
+            raise RuntimeError(
+                f"the base model's tokenizer ({self.cfg.base.model}) has no chat template; "
+                "add one to its tokenizer_config.json"
+            )
+        self.tokenizer = tokenizer
+        logger.info("Starting the engine (base + %d ARMs)...", len(self.specs))
+        self.engine = create_async_engine(self.cfg)
+        logger.info("Engine ready in %.1f s", time.monotonic() - started)
+
+    def shutdown(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+
+    def resolve_weights(self, requested: dict | None) -> dict[str, float]:
+        try:
+            return resolve_reward_weights(self.specs, requested)
+        except RewardWeightError as err:
+            raise APIError(400, str(err), param=err.param) from None
+
+    def _update_gauges(self) -> None:
+        running = min(self._sequences, self.cfg.engine.max_num_seqs)
+        self.metrics.running.set(running)
+        self.metrics.waiting.set(self._sequences - running)
+
+    def check_capacity(self, num_sequences: int) -> None:
+        """503 with Retry-After when the waiting queue would pass its bound."""
+        waiting = max(0, self._sequences + num_sequences - self.cfg.engine.max_num_seqs)
+        if waiting > self.cfg.server.max_waiting_requests:
+            raise APIError(
+                503,
+                "the server is at capacity (waiting queue full); retry shortly",
+                code="server_overloaded",
+                headers={"Retry-After": "1"},
+            )
+
+    async def generate(self, prompt_ids: list[int], params) -> AsyncIterator:
+        """Yield vLLM RequestOutputs for one prompt; always leaves the engine clean."""
+        if self.engine is None:
+            raise APIError(503, "the model is still loading", headers={"Retry-After": "5"})
+        from vllm.exceptions import VLLMValidationError
+
+        self.check_capacity(params.n)
+        request_id = f"genarm-{uuid.uuid4().hex}"
+        self._sequences += params.n
+        self._update_gauges()
+        finished = False
+        try:
+            stream = self.engine.generate(
+                {"prompt_token_ids": prompt_ids}, params, request_id=request_id
+            )
+            async for output in stream:
+                finished = output.finished
+                yield output
+        except VLLMValidationError as err:
+            raise APIError(400, str(err), param=getattr(err, "parameter", None)) from None
+        except ValueError as err:  # vLLM's other admission checks
+            raise APIError(400, str(err)) from None
+        finally:
+            if not finished:
+                # Client gone or error: free the engine's slot and KV blocks now.
+                await self.engine.abort(request_id)
+            self._sequences -= params.n
+            self._update_gauges()
+
+
+def _folder_name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1] or path
+
+
+async def cancel_on_disconnect(request, coro):
+    """Run ``coro``; cancel it (and so abort its engine request) if the client leaves."""
+    task = asyncio.ensure_future(coro)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.25)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            raise APIError(499, "client disconnected")

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the server, on a registry of its own (GET /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+WEIGHT_BUCKETS = (-5, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 3, 5)
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "genarm_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.prompt_tokens = Counter("genarm_prompt_tokens", "Prompt tokens", registry=r)
+        self.completion_tokens = Counter("genarm_completion_tokens", "Generated tokens", registry=r)
+        self.ttft = Histogram(
+            "genarm_time_to_first_token_seconds",
+            "Time to first token",
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.tpot = Histogram(
+            "genarm_time_per_output_token_seconds",
+            "Time per output token after the first",
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.running = Gauge(
+            "genarm_requests_running", "Sequences the engine is running", registry=r
+        )
+        self.waiting = Gauge(
+            "genarm_requests_waiting", "Sequences waiting for an engine slot", registry=r
+        )
+        self.reward_weight = Histogram(
+            "genarm_reward_weight",
+            "Reward weight used per ARM",
+            ["arm"],
+            registry=r,
+            buckets=WEIGHT_BUCKETS,
+        )

@@ -1,0 +1,411 @@
+"""The OpenAI routes: /v1/models, /v1/chat/completions, /v1/completions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from genarm.server.auth import require_api_key
+from genarm.server.engine_client import EngineClient, cancel_on_disconnect
+from genarm.server.errors import APIError, error_body
+from genarm.server.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+
+
+def client_of(request: Request) -> EngineClient:
+    return request.app.state.engine_client
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict:
+    client = client_of(request)
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": client.model_id,
+                "object": "model",
+                "created": client.created,
+                "owned_by": "genarm",
+                "max_model_len": client.cfg.engine.max_model_len,
+                "arms": [spec.to_dict() for spec in client.specs],
+            }
+        ],
+    }
+
+
+@dataclass
+class Job:
+    """One validated request, ready for the engine."""
+
+    kind: str  # "chat" or "text"
+    prompts: list[list[int]]
+    params: object  # vllm.SamplingParams
+    weights: dict[str, float]
+    num_logprobs: int | None
+    stream: bool
+    include_usage: bool
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def _check_common(client: EngineClient, body: SamplingFields) -> dict[str, float]:
+    if not client.ready:
+        raise APIError(503, "the model is still loading", headers={"Retry-After": "5"})
+    if body.model is not None and body.model != client.model_id:
+        raise APIError(
+            404,
+            f"model {body.model!r} not found; this server serves {client.model_id!r}",
+            param="model",
+            code="model_not_found",
+        )
+    unsupported = body.unsupported_field()
+    if unsupported:
+        raise APIError(
+            400,
+            f"'{unsupported}' is not supported by this server",
+            param=unsupported,
+            code="unsupported_parameter",
+        )
+    if body.unknown_fields():
+        logger.info("ignoring unknown request fields: %s", ", ".join(body.unknown_fields()))
+    if body.stream_options is not None and not body.stream:
+        raise APIError(400, "'stream_options' needs 'stream': true", param="stream_options")
+    return client.resolve_weights(body.reward_weights)
+
+
+def _max_tokens(client: EngineClient, requested: int | None, prompt_len: int, param: str) -> int:
+    limit = client.cfg.engine.max_model_len
+    if prompt_len >= limit:
+        raise APIError(
+            400,
+            f"the prompt has {prompt_len} tokens; this model's context is {limit} tokens",
+            param=param,
+            code="context_length_exceeded",
+        )
+    if requested is None:
+        return limit - prompt_len
+    if prompt_len + requested > limit:
+        raise APIError(
+            400,
+            f"prompt ({prompt_len} tokens) plus max_tokens ({requested}) exceeds the "
+            f"context of {limit} tokens",
+            param="max_tokens",
+            code="context_length_exceeded",
+        )
+    return requested
+
+
+def _sampling_params(body: SamplingFields, max_tokens: int, weights, num_logprobs, stream: bool):
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    if body.min_tokens > max_tokens:
+        raise APIError(400, "'min_tokens' is larger than max_tokens", param="min_tokens")
+    return SamplingParams(
+        n=body.n,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k if body.top_k and body.top_k > 0 else 0,
+        min_p=body.min_p,
+        seed=body.seed,
+        stop=body.stop,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        repetition_penalty=body.repetition_penalty,
+        max_tokens=max_tokens,
+        min_tokens=body.min_tokens,
+        ignore_eos=body.ignore_eos,
+        logprobs=num_logprobs,
+        extra_args={"reward_weights": weights} if weights else None,
+        output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
+    )
+
+
+def _chat_job(client: EngineClient, body: ChatCompletionRequest) -> Job:
+    weights = _check_common(client, body)
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    text = client.tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False
+    )
+    ids = client.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if body.max_tokens is not None and body.max_completion_tokens is not None:
+        raise APIError(
+            400,
+            "set 'max_tokens' or 'max_completion_tokens', not both",
+            param="max_completion_tokens",
+        )
+    requested = body.max_completion_tokens or body.max_tokens
+    max_tokens = _max_tokens(client, requested, len(ids), "messages")
+    num_logprobs = None
+    if body.logprobs:
+        num_logprobs = body.top_logprobs or 0
+    elif body.top_logprobs is not None:
+        raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+    params = _sampling_params(body, max_tokens, weights, num_logprobs, body.stream)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return Job("chat", [ids], params, weights, num_logprobs, body.stream, include_usage)
+
+
+def _completion_prompts(client: EngineClient, prompt) -> list[list[int]]:
+    if isinstance(prompt, str):
+        prompt = [prompt]
+    if not prompt:
+        raise APIError(400, "'prompt' is empty", param="prompt")
+    if isinstance(prompt[0], int):
+        prompt = [prompt]
+    vocab = len(client.tokenizer)
+    prompts = []
+    for item in prompt:
+        ids = client.tokenizer(item)["input_ids"] if isinstance(item, str) else list(item)
+        if not ids:
+            raise APIError(400, "a prompt has no tokens", param="prompt")
+        if any(not 0 <= t < vocab for t in ids):
+            raise APIError(400, f"token ids must be in [0, {vocab})", param="prompt")
+        prompts.append(ids)
+    return prompts
+
+
+def _completion_job(client: EngineClient, body: CompletionRequest) -> Job:
+    weights = _check_common(client, body)
+    prompts = _completion_prompts(client, body.prompt)
+    max_tokens = min(_max_tokens(client, body.max_tokens, len(p), "prompt") for p in prompts)
+    if body.max_tokens is None:
+        max_tokens = min(max_tokens, 16)  # OpenAI's default for completions
+    params = _sampling_params(body, max_tokens, weights, body.logprobs, body.stream)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return Job("text", prompts, params, weights, body.logprobs, body.stream, include_usage)
+
+
+# --- response formatting -------------------------------------------------------
+
+
+def _token_text(client: EngineClient, token_id: int, logprob) -> str:
+    if logprob.decoded_token is not None:
+        return logprob.decoded_token
+    return client.tokenizer.decode([token_id])
+
+
+def _chat_logprobs(client: EngineClient, token_ids, logprobs, top: int) -> dict:
+    content = []
+    for token_id, position in zip(token_ids, logprobs, strict=False):
+        chosen = position[token_id]
+        best = sorted(position.items(), key=lambda kv: kv[1].rank or 0)[:top]
+        entry = {
+            "token": _token_text(client, token_id, chosen),
+            "logprob": chosen.logprob,
+            "bytes": list(_token_text(client, token_id, chosen).encode()),
+            "top_logprobs": [
+                {
+                    "token": _token_text(client, t, lp),
+                    "logprob": lp.logprob,
+                    "bytes": list(_token_text(client, t, lp).encode()),
+                }
+                for t, lp in best
+                if lp.rank is not None and lp.rank <= top
+            ],
+        }
+        content.append(entry)
+    return {"content": content}
+
+
+def _text_logprobs(client: EngineClient, token_ids, logprobs, top: int, offset: int) -> dict:
+    tokens, token_logprobs, tops, offsets = [], [], [], []
+    for token_id, position in zip(token_ids, logprobs, strict=False):
+        chosen = position[token_id]
+        text = _token_text(client, token_id, chosen)
+        tokens.append(text)
+        token_logprobs.append(chosen.logprob)
+        ranked = sorted(position.items(), key=lambda kv: kv[1].rank or 0)
+        tops.append(
+            {
+                _token_text(client, t, lp): lp.logprob
+                for t, lp in ranked
+                if lp.rank is not None and lp.rank <= top
+            }
+        )
+        offsets.append(offset)
+        offset += len(text)
+    return {
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": tops,
+        "text_offset": offsets,
+    }
+
+
+def _logprobs(client: EngineClient, job: Job, completion, offset: int = 0):
+    if job.num_logprobs is None or completion.logprobs is None:
+        return None
+    if job.kind == "chat":
+        return _chat_logprobs(client, completion.token_ids, completion.logprobs, job.num_logprobs)
+    return _text_logprobs(
+        client, completion.token_ids, completion.logprobs, job.num_logprobs, offset
+    )
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _envelope(client: EngineClient, job: Job, obj: str) -> dict:
+    prefix = "chatcmpl" if job.kind == "chat" else "cmpl"
+    return {
+        "id": f"{prefix}-{job.id}",
+        "object": obj,
+        "created": job.created,
+        "model": client.model_id,
+        "reward_weights": job.weights,
+    }
+
+
+def _record_weights(client: EngineClient, job: Job) -> None:
+    for name, weight in job.weights.items():
+        client.metrics.reward_weight.labels(arm=name).observe(weight)
+
+
+async def _collect(client: EngineClient, job: Job) -> dict:
+    """Non-streamed: run every prompt, then build one response."""
+    choices, prompt_tokens, completion_tokens = [], 0, 0
+    started = time.monotonic()
+    for p_index, ids in enumerate(job.prompts):
+        final = None
+        async for output in client.generate(ids, job.params):
+            final = output
+        prompt_tokens += len(ids)
+        for completion in final.outputs:
+            completion_tokens += len(completion.token_ids)
+            choice = {
+                "index": p_index * job.params.n + completion.index,
+                "logprobs": _logprobs(client, job, completion),
+                "finish_reason": _finish_reason(completion.finish_reason),
+            }
+            if job.kind == "chat":
+                choice["message"] = {"role": "assistant", "content": completion.text}
+            else:
+                choice["text"] = completion.text
+            choices.append(choice)
+    _observe(client, prompt_tokens, completion_tokens, started, None)
+    obj = "chat.completion" if job.kind == "chat" else "text_completion"
+    body = _envelope(client, job, obj)
+    body["choices"] = sorted(choices, key=lambda c: c["index"])
+    body["usage"] = _usage(prompt_tokens, completion_tokens)
+    return body
+
+
+def _finish_reason(reason: str | None) -> str | None:
+    return "stop" if reason == "abort" else reason
+
+
+def _observe(client, prompt_tokens, completion_tokens, started, first_token_at) -> None:
+    m = client.metrics
+    m.prompt_tokens.inc(prompt_tokens)
+    m.completion_tokens.inc(completion_tokens)
+    if first_token_at is not None:
+        m.ttft.observe(first_token_at - started)
+        if completion_tokens > 1:
+            m.tpot.observe((time.monotonic() - first_token_at) / (completion_tokens - 1))
+
+
+def _sse(data: dict | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+async def _merged(client: EngineClient, job: Job) -> AsyncIterator[tuple[int, object]]:
+    from vllm.utils.async_utils import merge_async_iterators
+
+    streams = [client.generate(ids, job.params) for ids in job.prompts]
+    async for p_index, output in merge_async_iterators(*streams):
+        yield p_index, output
+
+
+async def _stream(client: EngineClient, job: Job) -> AsyncIterator[str]:
+    obj = "chat.completion.chunk" if job.kind == "chat" else "text_completion"
+    started, first_token_at = time.monotonic(), None
+    completion_tokens = 0
+    offsets: dict[int, int] = {}
+    sent_role: set[int] = set()
+    yielded = False
+    try:
+        async for p_index, output in _merged(client, job):
+            for completion in output.outputs:
+                index = p_index * job.params.n + completion.index
+                if first_token_at is None and completion.token_ids:
+                    first_token_at = time.monotonic()
+                completion_tokens += len(completion.token_ids)
+                chunk = _envelope(client, job, obj)
+                choice = {
+                    "index": index,
+                    "logprobs": _logprobs(client, job, completion, offsets.get(index, 0)),
+                    "finish_reason": _finish_reason(completion.finish_reason),
+                }
+                if job.kind == "chat":
+                    delta = {"content": completion.text}
+                    if index not in sent_role:
+                        delta["role"] = "assistant"
+                        sent_role.add(index)
+                    choice["delta"] = delta
+                else:
+                    choice["text"] = completion.text
+                offsets[index] = offsets.get(index, 0) + len(completion.text)
+                chunk["choices"] = [choice]
+                if job.include_usage:
+                    chunk["usage"] = None
+                yielded = True
+                yield _sse(chunk)
+        prompt_tokens = sum(len(p) for p in job.prompts)
+        if job.include_usage:
+            chunk = _envelope(client, job, obj)
+            chunk["choices"] = []
+            chunk["usage"] = _usage(prompt_tokens, completion_tokens)
+            yield _sse(chunk)
+        _observe(client, prompt_tokens, completion_tokens, started, first_token_at)
+        yield _sse("[DONE]")
+    except APIError as err:
+        if not yielded:
+            raise  # still before the 200: _respond turns it into an HTTP error
+        # Headers are gone once streaming started: report in-band, as OpenAI does.
+        yield _sse(error_body(err.status, err.message, err.param, err.code))
+
+
+async def _primed(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+async def _respond(request: Request, job: Job):
+    client = client_of(request)
+    client.check_capacity(job.params.n * len(job.prompts))
+    _record_weights(client, job)
+    if not job.stream:
+        return JSONResponse(await cancel_on_disconnect(request, _collect(client, job)))
+    # Wait for the first chunk before answering 200, so that an engine refusal
+    # is still a proper HTTP error rather than an in-band one.
+    stream = _stream(client, job)
+    first = await stream.__anext__()
+    return StreamingResponse(_primed(first, stream), media_type="text/event-stream")
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request):
+    return await _respond(request, _chat_job(client_of(request), body))
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request):
+    return await _respond(request, _completion_job(client_of(request), body))
