@@ -1,0 +1,426 @@
+"""The OpenAI-compatible server: a real `genarm serve` process, the official SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from genarm.reference import GenARMReference
+
+from conftest import tiny_config_dict
+from live_server import LiveServer
+from support import chat_prompt_ids
+
+API_KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+QUESTION = "Tell me a short story about a dragon."
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tmp_path_factory):
+    config = tiny_config_dict(tiny_models)
+    config["server"] = {"api_keys": [API_KEY], "max_body_bytes": 65536}
+    with LiveServer(config, workdir=tmp_path_factory.mktemp("server")) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def sdk(server):
+    return openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def model_id(sdk):
+    return sdk.models.list().data[0].id
+
+
+def chat(sdk, model_id, weights, **kw):
+    kw = {"max_tokens": 16, "temperature": 0, **kw}
+    return sdk.chat.completions.create(
+        model=model_id,
+        messages=[{"role": "user", "content": QUESTION}],
+        extra_body={"reward_weights": weights},
+        **kw,
+    )
+
+
+def test_health_and_models(server):
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    models = httpx.get(f"{server.base_url}/models", headers=AUTH).json()
+    (entry,) = models["data"]
+    assert models["object"] == "list" and entry["object"] == "model"
+    assert [a["name"] for a in entry["arms"]] == ["arm_a", "arm_b"]
+    for arm in entry["arms"]:
+        assert set(arm) == {"name", "description", "default_weight", "min_weight", "max_weight"}
+        assert arm["min_weight"] == -5.0 and arm["max_weight"] == 5.0
+
+
+def test_sdk_sync_weights_change_text_and_zero_is_base(sdk, model_id, tiny_models):
+    texts = {}
+    for weights in ({"arm_a": 0, "arm_b": 0}, {"arm_a": 2.0}, {"arm_b": -2.0}):
+        response = chat(sdk, model_id, weights)
+        texts[json.dumps(weights)] = response.choices[0].message.content
+        assert response.model_extra["reward_weights"] == {"arm_a": 0.0, "arm_b": 0.0, **weights}
+        assert response.usage.completion_tokens == 16
+        assert response.choices[0].finish_reason == "length"
+    assert len(set(texts.values())) == 3
+
+    ids = chat_prompt_ids(tiny_models["base"], QUESTION)
+    base_tokens = GenARMReference(str(tiny_models["base"]), []).greedy(ids, [], 16)
+    from transformers import AutoTokenizer
+
+    base_text = AutoTokenizer.from_pretrained(tiny_models["base"]).decode(base_tokens)
+    assert texts[json.dumps({"arm_a": 0, "arm_b": 0})] == base_text
+
+
+def test_sdk_sync_completions(sdk, model_id):
+    a = sdk.completions.create(
+        model=model_id,
+        prompt=["Once upon", "The license"],
+        max_tokens=8,
+        temperature=0,
+        extra_body={"reward_weights": {"arm_a": 1.5}},
+    )
+    b = sdk.completions.create(
+        model=model_id, prompt=["Once upon", "The license"], max_tokens=8, temperature=0
+    )
+    assert [c.index for c in a.choices] == [0, 1]
+    assert [c.text for c in a.choices] != [c.text for c in b.choices]
+    assert a.usage.completion_tokens == 16
+    assert a.model_extra["reward_weights"]["arm_a"] == 1.5
+
+
+def test_sdk_async_streaming_equals_non_streaming(server, model_id):
+    async def run():
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+        weights = {"arm_a": 1.0, "arm_b": 0.5}
+        whole = await client.chat.completions.create(
+            model=model_id,
+            messages=[{"role": "user", "content": QUESTION}],
+            max_tokens=12,
+            temperature=0,
+            extra_body={"reward_weights": weights},
+        )
+        stream = await client.chat.completions.create(
+            model=model_id,
+            messages=[{"role": "user", "content": QUESTION}],
+            max_tokens=12,
+            temperature=0,
+            extra_body={"reward_weights": weights},
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces, usage, echoed = [], None, []
+        async for chunk in stream:
+            echoed.append(chunk.model_extra["reward_weights"])
+            if chunk.choices:
+                pieces.append(chunk.choices[0].delta.content or "")
+            if chunk.usage:
+                usage = chunk.usage
+        text_stream = await client.completions.create(
+            model=model_id, prompt="Once upon", max_tokens=6, temperature=0, stream=True
+        )
+        text = "".join([c.choices[0].text async for c in text_stream if c.choices])
+        return whole, "".join(pieces), usage, echoed, text
+
+    whole, streamed, usage, echoed, text = asyncio.run(run())
+    assert streamed == whole.choices[0].message.content
+    assert usage.completion_tokens == 12 and usage.prompt_tokens == whole.usage.prompt_tokens
+    assert all(e == {"arm_a": 1.0, "arm_b": 0.5} for e in echoed)
+    assert len(text) > 0
+
+
+def test_logprobs_equal_reference(sdk, model_id, tiny_models):
+    weights = {"arm_a": 1.5, "arm_b": -0.5}
+    response = chat(sdk, model_id, weights, max_tokens=4, logprobs=True, top_logprobs=5)
+    content = response.choices[0].logprobs.content
+    ref = GenARMReference(
+        str(tiny_models["base"]), [str(tiny_models["arm_a"]), str(tiny_models["arm_b"])]
+    )
+    ids = chat_prompt_ids(tiny_models["base"], QUESTION)
+    tokens = ref.greedy(ids, [1.5, -0.5], 4)
+    for pos in range(4):
+        expected = ref.next_token_logprobs(ids + tokens[:pos], [1.5, -0.5])
+        assert content[pos].logprob == pytest.approx(float(expected[tokens[pos]]), abs=1e-4)
+        top = sorted((t.logprob for t in content[pos].top_logprobs), reverse=True)
+        assert top == pytest.approx(expected.topk(5).values.tolist(), abs=1e-4)
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+LONG_PROMPT = "word " * 1200  # well past the 512-token context
+
+ERROR_CASES = [
+    # (name, path, body, headers, status, type, param)
+    (
+        "unknown arm",
+        "chat",
+        {**CHAT, "reward_weights": {"nope": 1}},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "reward_weights.nope",
+    ),
+    (
+        "nan weight",
+        "chat",
+        {**CHAT, "reward_weights": {"arm_a": float("nan")}},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "reward_weights.arm_a",
+    ),
+    (
+        "inf weight",
+        "chat",
+        {**CHAT, "reward_weights": {"arm_b": float("inf")}},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "reward_weights.arm_b",
+    ),
+    (
+        "weight out of range",
+        "chat",
+        {**CHAT, "reward_weights": {"arm_a": 9}},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "reward_weights.arm_a",
+    ),
+    (
+        "weight wrong type",
+        "chat",
+        {**CHAT, "reward_weights": {"arm_a": "high"}},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "reward_weights.arm_a",
+    ),
+    (
+        "weights not an object",
+        "chat",
+        {**CHAT, "reward_weights": [1, 2]},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "reward_weights",
+    ),
+    (
+        "max_tokens zero",
+        "chat",
+        {**CHAT, "max_tokens": 0},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "max_tokens",
+    ),
+    (
+        "max_tokens wrong type",
+        "completions",
+        {"prompt": "hi", "max_tokens": "ten"},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "max_tokens",
+    ),
+    (
+        "temperature wrong type",
+        "chat",
+        {**CHAT, "temperature": "hot"},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "temperature",
+    ),
+    (
+        "prompt too long",
+        "completions",
+        {"prompt": LONG_PROMPT},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "prompt",
+    ),
+    (
+        "chat too long",
+        "chat",
+        {"messages": [{"role": "user", "content": LONG_PROMPT}]},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "messages",
+    ),
+    ("n zero", "chat", {**CHAT, "n": 0}, AUTH, 400, "invalid_request_error", "n"),
+    ("n too large", "chat", {**CHAT, "n": 99}, AUTH, 400, "invalid_request_error", "n"),
+    (
+        "tools",
+        "chat",
+        {**CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "tools",
+    ),
+    (
+        "response_format",
+        "chat",
+        {**CHAT, "response_format": {"type": "json_object"}},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "response_format",
+    ),
+    ("missing messages", "chat", {"max_tokens": 2}, AUTH, 400, "invalid_request_error", "messages"),
+    (
+        "bad role",
+        "chat",
+        {"messages": [{"role": "robot", "content": "x"}]},
+        AUTH,
+        400,
+        "invalid_request_error",
+        "messages.0.role",
+    ),
+    ("unknown model", "chat", {**CHAT, "model": "gpt-9"}, AUTH, 404, "not_found_error", "model"),
+    ("missing key", "chat", CHAT, {}, 401, "authentication_error", None),
+    (
+        "wrong key",
+        "chat",
+        CHAT,
+        {"Authorization": "Bearer nope"},
+        401,
+        "authentication_error",
+        None,
+    ),
+    (
+        "oversized body",
+        "chat",
+        {**CHAT, "user": "x" * 70000},
+        AUTH,
+        413,
+        "invalid_request_error",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status", "error_type", "param"),
+    [case[1:] for case in ERROR_CASES],
+    ids=[case[0] for case in ERROR_CASES],
+)
+def test_error_matrix(server, path, body, headers, status, error_type, param):
+    url = f"{server.base_url}/{'chat/completions' if path == 'chat' else 'completions'}"
+    headers = {**headers, "Content-Type": "application/json"}  # json.dumps keeps NaN/inf
+    response = httpx.post(url, content=json.dumps(body), headers=headers, timeout=60)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == error_type and error["param"] == param
+    assert error["message"]
+    # The engine keeps serving.
+    ok = httpx.post(f"{server.base_url}/chat/completions", json=CHAT, headers=AUTH, timeout=60)
+    assert ok.status_code == 200, ok.text
+
+
+def test_invalid_json_and_sdk_errors(server, sdk, model_id):
+    response = httpx.post(
+        f"{server.base_url}/chat/completions",
+        content=b"{not json",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400 and response.json()["error"]["type"]
+    with pytest.raises(openai.BadRequestError) as err:
+        chat(sdk, model_id, {"arm_a": 99})
+    assert err.value.body["param"] == "reward_weights.arm_a"
+    assert httpx.get(f"{server.url}/health").status_code == 200  # open without a key
+
+
+def test_disconnect_mid_stream_aborts_the_request(server):
+    body = {**CHAT, "max_tokens": 400, "ignore_eos": True, "stream": True}
+    with httpx.stream(
+        "POST", f"{server.base_url}/chat/completions", json=body, headers=AUTH, timeout=60
+    ) as response:
+        lines = response.iter_lines()
+        chunks = [next(lines) for _ in range(6)]
+        assert any(line.startswith("data: ") for line in chunks)
+        assert server.metric("vllm:num_requests_running") == 1
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if server.metric("genarm_requests_running") == 0 and (
+            server.metric("vllm:num_requests_running") == 0
+        ):
+            break
+        time.sleep(0.2)
+    assert server.metric("genarm_requests_running") == 0
+    assert server.metric("vllm:num_requests_running") == 0
+    assert server.metric("genarm_completion_tokens_total") is not None
+
+
+def test_sixteen_concurrent_requests_echo_their_weights(server, model_id):
+    async def one(client, i):
+        weights = {"arm_a": round(-2 + i * 0.25, 2), "arm_b": round(i * 0.1, 2)}
+        response = await client.chat.completions.create(
+            model=model_id,
+            messages=[{"role": "user", "content": f"Question {i}?"}],
+            max_tokens=8,
+            temperature=0.7,
+            seed=i,
+            extra_body={"reward_weights": weights},
+        )
+        return weights, response
+
+    async def run():
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+        return await asyncio.gather(*(one(client, i) for i in range(16)))
+
+    for weights, response in asyncio.run(run()):
+        assert response.model_extra["reward_weights"] == weights
+        assert response.usage.completion_tokens == 8
+
+
+def test_metrics_exposition(server):
+    text = httpx.get(f"{server.url}/metrics").text
+    for name in (
+        "genarm_http_requests_total",
+        "genarm_prompt_tokens_total",
+        "genarm_completion_tokens_total",
+        "genarm_time_to_first_token_seconds_bucket",
+        "genarm_time_per_output_token_seconds_bucket",
+        "genarm_requests_running",
+        "genarm_requests_waiting",
+        'genarm_reward_weight_count{arm="arm_a"}',
+    ):
+        assert name in text, name
+    assert 'route="/v1/chat/completions",status="400"' in text
+
+
+def test_full_queue_answers_503_with_retry_after(tiny_models, tmp_path):
+    config = tiny_config_dict(tiny_models, arms=(), max_num_seqs=1)
+    config["server"] = {"max_waiting_requests": 1}
+    long = {**CHAT, "max_tokens": 450, "ignore_eos": True}
+
+    async def run(live):
+        async with httpx.AsyncClient(timeout=120) as client:
+            url = f"{live.url}/v1/chat/completions"
+            busy = [asyncio.create_task(client.post(url, json=long)) for _ in range(2)]
+            # One request running, one waiting: the queue is at its bound.
+            for _ in range(200):
+                if live.metric("genarm_requests_waiting") == 1:
+                    break
+                await asyncio.sleep(0.02)
+            third = await client.post(url, json=CHAT)
+            done = await asyncio.gather(*busy)
+            return third, done
+
+    with LiveServer(config, workdir=tmp_path) as live:
+        third, done = asyncio.run(run(live))
+        assert third.status_code == 503, third.text
+        assert third.headers["retry-after"] == "1"
+        assert third.json()["error"]["type"] == "service_unavailable_error"
+        assert [r.status_code for r in done] == [200, 200]
+        ok = httpx.post(f"{live.url}/v1/chat/completions", json=CHAT, timeout=60)
+        assert ok.status_code == 200
