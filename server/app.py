@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from genarm.config import DeploymentConfig
-from genarm.server import openai_api
+from genarm.server import openai_api, web
 from genarm.server.auth import configured_keys
 from genarm.server.engine_client import EngineClient
 from genarm.server.errors import APIError, error_response, install_error_handlers
@@ -49,6 +49,7 @@ def create_app(cfg: DeploymentConfig, on_load_failure: Callable[[], None] | None
     app.state.api_keys = configured_keys(cfg.server.api_keys)
     install_error_handlers(app)
     app.include_router(openai_api.router)
+    app.include_router(web.router)
     _add_body_limit(app, cfg.server.max_body_bytes)
     _add_request_metrics(app, metrics)
 
