@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("genarm.server.cli", "start the OpenAI-compatible GenARM server"),
     "chat": ("genarm.clients.chat_cli", "chat with a running server in the terminal"),
     "prepare-demo": ("genarm.training.demo_models", "prepare the embedded demo base model"),
+    "prepare-hh-rlhf": ("genarm.training.preference_data", "convert and split HH-RLHF pairs"),
     "make-preferences": ("genarm.training.make_preferences", "build preference pairs by sampling"),
     "train-arm": ("genarm.training.train_arm", "train an autoregressive reward model (LoRA)"),
 }

@@ -1,0 +1,131 @@
+"""Preference pairs as JSONL: {"prompt", "chosen", "rejected"} per line.
+
+``prompt`` is a string or a list of chat messages ({"role", "content"});
+``chosen`` and ``rejected`` are the assistant's replies to it. Also here: the
+conversion of Anthropic's HH-RLHF dialogues to that format, and
+`genarm prepare-hh-rlhf`, which splits them by dialogue with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    prompt: str | Messages
+    chosen: str
+    rejected: str
+
+    def messages(self) -> Messages:
+        if isinstance(self.prompt, str):
+            return [{"role": "user", "content": self.prompt}]
+        return list(self.prompt)
+
+
+def _open(path: Path):
+    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)  # noqa: SIM115
+
+
+def load_pairs(path: str | Path) -> list[PreferencePair]:
+    """Read a preference JSONL file (.jsonl or .jsonl.gz); errors name the line."""
+    pairs = []
+    with _open(Path(path)) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                pairs.append(PreferencePair(row["prompt"], row["chosen"], row["rejected"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}:{number}: not a preference pair ({err})") from None
+    return pairs
+
+
+def write_pairs(path: str | Path, pairs: Iterable[PreferencePair]) -> int:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path, "w") as f:
+        for pair in pairs:
+            f.write(json.dumps(asdict(pair)) + "\n")
+            count += 1
+    return count
+
+
+_TURN = re.compile(r"\n\n(Human|Assistant): ")
+
+
+def parse_hh_dialogue(text: str) -> Messages:
+    """'\\n\\nHuman: a\\n\\nAssistant: b' -> [{"role": "user", ...}, {"role": "assistant", ...}]."""
+    parts = _TURN.split("\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text)
+    messages = []
+    for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
+        role = "user" if speaker == "Human" else "assistant"
+        messages.append({"role": role, "content": content.strip()})
+    return messages
+
+
+def hh_pair(chosen: str, rejected: str) -> PreferencePair | None:
+    """One HH-RLHF row as a pair; None when it is not 'same dialogue, last reply differs'."""
+    good, bad = parse_hh_dialogue(chosen), parse_hh_dialogue(rejected)
+    if not good or not bad or good[-1]["role"] != "assistant" or bad[-1]["role"] != "assistant":
+        return None
+    if good[:-1] != bad[:-1] or good[-1]["content"] == bad[-1]["content"]:
+        return None
+    if not good[-1]["content"] or not bad[-1]["content"]:
+        return None
+    return PreferencePair(good[:-1], good[-1]["content"], bad[-1]["content"])
+
+
+def split_by_dialogue(
+    pairs: list[PreferencePair], fractions: dict[str, float], seed: int
+) -> dict[str, list[PreferencePair]]:
+    """Split so that all pairs of one dialogue (same prompt) land in one part."""
+    groups: dict[str, list[PreferencePair]] = {}
+    for pair in pairs:
+        groups.setdefault(json.dumps(pair.messages()), []).append(pair)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    out: dict[str, list[PreferencePair]] = {name: [] for name in fractions}
+    names = list(fractions)
+    bounds, total = [], 0.0
+    for name in names:
+        total += fractions[name]
+        bounds.append(round(total / sum(fractions.values()) * len(keys)))
+    start = 0
+    for name, end in zip(names, bounds, strict=True):
+        for key in keys[start:end]:
+            out[name].extend(groups[key])
+        start = end
+    return out
+
+
+HH_SPLITS = {"arm_train": 0.6, "judge_train": 0.2, "held_out": 0.2}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="HH-RLHF jsonl(.gz) with chosen/rejected")
+    parser.add_argument("--out", required=True, help="folder for the split JSONL files")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    with _open(Path(args.input)) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    pairs = [p for p in (hh_pair(r["chosen"], r["rejected"]) for r in rows) if p is not None]
+    parts = split_by_dialogue(pairs, HH_SPLITS, args.seed)
+    print(f"{len(rows)} rows -> {len(pairs)} pairs")
+    for name, part in parts.items():
+        count = write_pairs(Path(args.out) / f"{name}.jsonl", part)
+        print(f"  {name}: {count} pairs -> {Path(args.out) / (name + '.jsonl')}")
+    return 0
