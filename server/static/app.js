@@ -181,7 +181,9 @@ function renderArms() {
       state.weights[arm.name] = value;
       if (from !== slider) slider.value = value;
       if (from !== number) number.value = value;
+      paintTrack(slider, arm, value);
       card.classList.toggle("off", value === 0);
+      card.classList.toggle("negative", value < 0);
       updatePaneHeads();
     };
     slider.addEventListener("input", () => set(parseFloat(slider.value), slider));
@@ -199,11 +201,19 @@ function renderArms() {
         el("span", {}, String(arm.max_weight)),
       ),
     );
-    card.classList.toggle("off", arm.default_weight === 0);
     card.reset = () => set(arm.default_weight, null);
+    set(arm.default_weight, null);
     box.append(card);
   }
   updatePaneHeads();
+}
+
+// The track is filled from 0 to the value, so the sign reads at a glance.
+function paintTrack(slider, arm, value) {
+  const span = arm.max_weight - arm.min_weight || 1;
+  const at = (x) => `${(100 * (Math.min(arm.max_weight, Math.max(arm.min_weight, x)) - arm.min_weight)) / span}%`;
+  slider.style.setProperty("--lo", at(Math.min(0, value)));
+  slider.style.setProperty("--hi", at(Math.max(0, value)));
 }
 
 function weightsSummary(weights) {
