@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -16,8 +16,9 @@ from genarm.config import DeploymentConfig
 from genarm.server import openai_api, web
 from genarm.server.auth import configured_keys
 from genarm.server.engine_client import EngineClient
-from genarm.server.errors import APIError, error_response, install_error_handlers
+from genarm.server.errors import install_error_handlers
 from genarm.server.metrics import ServerMetrics
+from genarm.server.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,9 @@ def create_app(cfg: DeploymentConfig, on_load_failure: Callable[[], None] | None
     install_error_handlers(app)
     app.include_router(openai_api.router)
     app.include_router(web.router)
-    _add_body_limit(app, cfg.server.max_body_bytes)
-    _add_request_metrics(app, metrics)
+    # The last added is the outermost: count every response, 413s included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.server.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -68,27 +70,3 @@ def create_app(cfg: DeploymentConfig, on_load_failure: Callable[[], None] | None
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def _add_body_limit(app: FastAPI, max_bytes: int) -> None:
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        declared = request.headers.get("content-length")
-        too_big = declared is not None and declared.isdigit() and int(declared) > max_bytes
-        if not too_big and request.method in ("POST", "PUT", "PATCH") and declared is None:
-            too_big = len(await request.body()) > max_bytes  # chunked upload
-        if too_big:
-            return error_response(
-                APIError(413, f"request body larger than {max_bytes} bytes", code="too_large")
-            )
-        return await call_next(request)
-
-
-def _add_request_metrics(app: FastAPI, metrics: ServerMetrics) -> None:
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.http_requests.labels(route=path, status=str(response.status_code)).inc()
-        return response

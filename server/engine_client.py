@@ -85,12 +85,12 @@ class EngineClient:
             )
 
     async def generate(self, prompt_ids: list[int], params) -> AsyncIterator:
-        """Yield vLLM RequestOutputs for one prompt; always leaves the engine clean."""
+        """Yield vLLM RequestOutputs for one prompt; always leaves the engine clean.
+
+        Admission (``check_capacity``) is the caller's job, once per HTTP request.
+        """
         if self.engine is None:
             raise APIError(503, "the model is still loading", headers={"Retry-After": "5"})
-        from vllm.exceptions import VLLMValidationError
-
-        self.check_capacity(params.n)
         request_id = f"genarm-{uuid.uuid4().hex}"
         self._sequences += params.n
         self._update_gauges()
@@ -102,16 +102,34 @@ class EngineClient:
             async for output in stream:
                 finished = output.finished
                 yield output
-        except VLLMValidationError as err:
-            raise APIError(400, str(err), param=getattr(err, "parameter", None)) from None
-        except ValueError as err:  # vLLM's other admission checks
-            raise APIError(400, str(err)) from None
+        except Exception as err:
+            api_error = engine_error_to_api(err)
+            if api_error is None:
+                raise
+            raise api_error from None
         finally:
             if not finished:
-                # Client gone or error: free the engine's slot and KV blocks now.
+                # Client gone or error: free the engine's slot and KV blocks now. vLLM's
+                # generate() aborts too when cancelled or closed; a second abort is a no-op.
                 await self.engine.abort(request_id)
             self._sequences -= params.n
             self._update_gauges()
+
+
+def engine_error_to_api(err: Exception) -> APIError | None:
+    """The client's share of the engine's errors: its refusals at admission."""
+    from vllm.exceptions import GracefulHTTPError, VLLMClientError
+    from vllm.v1.engine.exceptions import EngineGenerateError
+
+    if isinstance(err, EngineGenerateError) and isinstance(err.__cause__, ValueError):
+        err = err.__cause__  # a plain ValueError from an admission check
+    if isinstance(err, VLLMClientError | ValueError):
+        message = str(err.args[0]) if err.args else type(err).__name__
+        return APIError(400, message, param=getattr(err, "parameter", None))
+    if isinstance(err, GracefulHTTPError):
+        headers = {"Retry-After": "1"} if err.http_status == 503 else None
+        return APIError(int(err.http_status), err.message, headers=headers)
+    return None
 
 
 def _folder_name(path: str) -> str:

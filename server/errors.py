@@ -63,11 +63,19 @@ def error_response(err: APIError) -> JSONResponse:
     )
 
 
+def _is_union_tag(part: str) -> bool:
+    # pydantic names the branch of a union in the error path: 'str', 'list[str]',
+    # 'function-after[...]', 'constrained-int'... Field names never look like these.
+    prefixes = ("function-", "constrained-", "lax-", "strict-", "json-")
+    return (
+        part in {"str", "int", "float", "bool", "dict"} or "[" in part or part.startswith(prefixes)
+    )
+
+
 def _param_of(loc: tuple) -> str | None:
-    """'body.messages.0.role' -> 'messages.0.role'; pydantic's union tags are dropped."""
-    parts = [str(p) for p in loc if p != "body"]
-    parts = [p for p in parts if not p.startswith(("list[", "str", "int", "function-"))]
-    return ".".join(parts) or None
+    """('body', 'messages', 0, 'role') -> 'messages.0.role'; union tags dropped."""
+    parts = [str(p) for p in loc[1:]] if loc[:1] == ("body",) else [str(p) for p in loc]
+    return ".".join(p for p in parts if not _is_union_tag(p)) or None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -80,11 +88,15 @@ def install_error_handlers(app: FastAPI) -> None:
         first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
         param = _param_of(tuple(first.get("loc", ())))
         if first.get("type") == "json_invalid":
+            param = None  # its location is a character offset, not a field
             message = "request body is not valid JSON"
+        elif param is None:
+            message = f"invalid request body: {first.get('msg')}"
         elif first.get("type") == "missing":
             message = f"missing required parameter '{param}'"
         else:
-            message = f"invalid value for '{param}': {first.get('msg')}"
+            detail = str(first.get("msg", "")).removeprefix("Value error, ")
+            message = f"invalid value for '{param}': {detail}"
         return error_response(APIError(400, message, param=param))
 
     @app.exception_handler(StarletteHTTPException)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -45,3 +47,40 @@ class ServerMetrics:
             registry=r,
             buckets=WEIGHT_BUCKETS,
         )
+
+
+class RequestTimer:
+    """Token counts and latencies of one HTTP request, observed once when it ends.
+
+    Keyed per sequence (prompt, choice) so that time per output token is each
+    sequence's own pace, not the sum over the n choices of a request.
+    """
+
+    def __init__(self, metrics: ServerMetrics, prompt_tokens: int) -> None:
+        self.metrics = metrics
+        self.prompt_tokens = prompt_tokens
+        self.started = time.monotonic()
+        self.first_token_at: float | None = None
+        self.completion_tokens = 0
+        self._sequences: dict[tuple[int, int], list] = {}  # key -> [first_at, last_at, count]
+
+    def tokens(self, key: tuple[int, int], count: int) -> None:
+        if count <= 0:
+            return
+        now = time.monotonic()
+        if self.first_token_at is None:
+            self.first_token_at = now
+        self.completion_tokens += count
+        seq = self._sequences.setdefault(key, [now, now, 0])
+        seq[1] = now
+        seq[2] += count
+
+    def finish(self) -> None:
+        m = self.metrics
+        m.prompt_tokens.inc(self.prompt_tokens)
+        m.completion_tokens.inc(self.completion_tokens)
+        if self.first_token_at is not None:
+            m.ttft.observe(self.first_token_at - self.started)
+        for first_at, last_at, count in self._sequences.values():
+            if count > 1:
+                m.tpot.observe((last_at - first_at) / (count - 1))

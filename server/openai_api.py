@@ -6,15 +6,17 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from genarm.server.auth import require_api_key
-from genarm.server.engine_client import EngineClient, cancel_on_disconnect
+from genarm.server.engine_client import EngineClient, cancel_on_disconnect, engine_error_to_api
 from genarm.server.errors import APIError, error_body
+from genarm.server.metrics import RequestTimer
 from genarm.server.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,9 @@ def _check_common(client: EngineClient, body: SamplingFields) -> dict[str, float
         logger.info("ignoring unknown request fields: %s", ", ".join(body.unknown_fields()))
     if body.stream_options is not None and not body.stream:
         raise APIError(400, "'stream_options' needs 'stream': true", param="stream_options")
+    if body.n > 1 and body.temperature == 0:
+        # Greedy choices would all be the same text; vLLM refuses it too.
+        raise APIError(400, "'n' > 1 needs a temperature above 0", param="n")
     return client.resolve_weights(body.reward_weights)
 
 
@@ -106,38 +111,51 @@ def _max_tokens(client: EngineClient, requested: int | None, prompt_len: int, pa
     return requested
 
 
-def _sampling_params(body: SamplingFields, max_tokens: int, weights, num_logprobs, stream: bool):
+def _sampling_params(body: SamplingFields, max_tokens: int, weights, num_logprobs):
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
     if body.min_tokens > max_tokens:
         raise APIError(400, "'min_tokens' is larger than max_tokens", param="min_tokens")
-    return SamplingParams(
-        n=body.n,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        top_k=body.top_k if body.top_k and body.top_k > 0 else 0,
-        min_p=body.min_p,
-        seed=body.seed,
-        stop=body.stop,
-        presence_penalty=body.presence_penalty,
-        frequency_penalty=body.frequency_penalty,
-        repetition_penalty=body.repetition_penalty,
-        max_tokens=max_tokens,
-        min_tokens=body.min_tokens,
-        ignore_eos=body.ignore_eos,
-        logprobs=num_logprobs,
-        extra_args={"reward_weights": weights} if weights else None,
-        output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
-    )
+    try:
+        return SamplingParams(
+            n=body.n,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            top_k=body.top_k if body.top_k and body.top_k > 0 else 0,
+            min_p=body.min_p,
+            seed=body.seed,
+            stop=body.stop,
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            repetition_penalty=body.repetition_penalty,
+            max_tokens=max_tokens,
+            min_tokens=body.min_tokens,
+            ignore_eos=body.ignore_eos,
+            logprobs=num_logprobs,
+            extra_args={"reward_weights": weights} if weights else None,
+            # Deltas for every request: the server sees each token as it comes (time
+            # to first token), and a non-streamed response is their concatenation.
+            output_kind=RequestOutputKind.DELTA,
+        )
+    except Exception as err:  # vLLM's own checks of the values: still the client's error
+        api_error = engine_error_to_api(err)
+        if api_error is None:
+            raise
+        raise api_error from None
 
 
 def _chat_job(client: EngineClient, body: ChatCompletionRequest) -> Job:
     weights = _check_common(client, body)
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-    text = client.tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=False
-    )
+    try:
+        text = client.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+    except Exception as err:  # jinja's TemplateError and the template's raise_exception()
+        raise APIError(
+            400, f"the model's chat template refused these messages: {err}", param="messages"
+        ) from None
     ids = client.tokenizer(text, add_special_tokens=False)["input_ids"]
     if body.max_tokens is not None and body.max_completion_tokens is not None:
         raise APIError(
@@ -152,7 +170,7 @@ def _chat_job(client: EngineClient, body: ChatCompletionRequest) -> Job:
         num_logprobs = body.top_logprobs or 0
     elif body.top_logprobs is not None:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
-    params = _sampling_params(body, max_tokens, weights, num_logprobs, body.stream)
+    params = _sampling_params(body, max_tokens, weights, num_logprobs)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return Job("chat", [ids], params, weights, num_logprobs, body.stream, include_usage)
 
@@ -182,7 +200,7 @@ def _completion_job(client: EngineClient, body: CompletionRequest) -> Job:
     max_tokens = min(_max_tokens(client, body.max_tokens, len(p), "prompt") for p in prompts)
     if body.max_tokens is None:
         max_tokens = min(max_tokens, 16)  # OpenAI's default for completions
-    params = _sampling_params(body, max_tokens, weights, body.logprobs, body.stream)
+    params = _sampling_params(body, max_tokens, weights, body.logprobs)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return Job("text", prompts, params, weights, body.logprobs, body.stream, include_usage)
 
@@ -244,14 +262,12 @@ def _text_logprobs(client: EngineClient, token_ids, logprobs, top: int, offset: 
     }
 
 
-def _logprobs(client: EngineClient, job: Job, completion, offset: int = 0):
-    if job.num_logprobs is None or completion.logprobs is None:
+def _logprobs(client: EngineClient, job: Job, token_ids, logprobs, offset: int = 0):
+    if job.num_logprobs is None or logprobs is None:
         return None
     if job.kind == "chat":
-        return _chat_logprobs(client, completion.token_ids, completion.logprobs, job.num_logprobs)
-    return _text_logprobs(
-        client, completion.token_ids, completion.logprobs, job.num_logprobs, offset
-    )
+        return _chat_logprobs(client, token_ids, logprobs, job.num_logprobs)
+    return _text_logprobs(client, token_ids, logprobs, job.num_logprobs, offset)
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
@@ -278,114 +294,142 @@ def _record_weights(client: EngineClient, job: Job) -> None:
         client.metrics.reward_weight.labels(arm=name).observe(weight)
 
 
-async def _collect(client: EngineClient, job: Job) -> dict:
-    """Non-streamed: run every prompt, then build one response."""
-    choices, prompt_tokens, completion_tokens = [], 0, 0
-    started = time.monotonic()
-    for p_index, ids in enumerate(job.prompts):
-        final = None
-        async for output in client.generate(ids, job.params):
-            final = output
-        prompt_tokens += len(ids)
-        for completion in final.outputs:
-            completion_tokens += len(completion.token_ids)
-            choice = {
-                "index": p_index * job.params.n + completion.index,
-                "logprobs": _logprobs(client, job, completion),
-                "finish_reason": _finish_reason(completion.finish_reason),
-            }
-            if job.kind == "chat":
-                choice["message"] = {"role": "assistant", "content": completion.text}
-            else:
-                choice["text"] = completion.text
-            choices.append(choice)
-    _observe(client, prompt_tokens, completion_tokens, started, None)
-    obj = "chat.completion" if job.kind == "chat" else "text_completion"
-    body = _envelope(client, job, obj)
-    body["choices"] = sorted(choices, key=lambda c: c["index"])
-    body["usage"] = _usage(prompt_tokens, completion_tokens)
-    return body
-
-
 def _finish_reason(reason: str | None) -> str | None:
+    # OpenAI knows 'stop' and 'length'; an engine-side abort ends the text like a stop.
     return "stop" if reason == "abort" else reason
 
 
-def _observe(client, prompt_tokens, completion_tokens, started, first_token_at) -> None:
-    m = client.metrics
-    m.prompt_tokens.inc(prompt_tokens)
-    m.completion_tokens.inc(completion_tokens)
-    if first_token_at is not None:
-        m.ttft.observe(first_token_at - started)
-        if completion_tokens > 1:
-            m.tpot.observe((time.monotonic() - first_token_at) / (completion_tokens - 1))
+async def _merged(client: EngineClient, job: Job) -> AsyncIterator[tuple[int, object]]:
+    """(prompt index, delta RequestOutput) of all the job's prompts, run concurrently."""
+    from vllm.utils.async_utils import merge_async_iterators
+
+    streams = [client.generate(ids, job.params) for ids in job.prompts]
+    async with aclosing(merge_async_iterators(*streams)) as merged:
+        async for p_index, output in merged:
+            yield p_index, output
+
+
+@dataclass
+class _Choice:
+    """A choice's deltas, concatenated."""
+
+    text: list[str] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list | None = None
+    finish_reason: str | None = None
+
+
+async def _collect(client: EngineClient, job: Job) -> dict:
+    """Non-streamed: run every prompt, then build one response."""
+    timer = RequestTimer(client.metrics, sum(len(p) for p in job.prompts))
+    choices: dict[int, _Choice] = {}
+    try:
+        async with aclosing(_merged(client, job)) as outputs:
+            async for p_index, output in outputs:
+                for completion in output.outputs:
+                    index = p_index * job.params.n + completion.index
+                    timer.tokens((p_index, completion.index), len(completion.token_ids))
+                    choice = choices.setdefault(index, _Choice())
+                    choice.text.append(completion.text)
+                    choice.token_ids.extend(completion.token_ids)
+                    if completion.logprobs is not None:
+                        if choice.logprobs is None:
+                            choice.logprobs = []
+                        choice.logprobs.extend(completion.logprobs)
+                    choice.finish_reason = completion.finish_reason
+    finally:
+        timer.finish()
+    body = _envelope(client, job, "chat.completion" if job.kind == "chat" else "text_completion")
+    body["choices"] = []
+    for index, choice in sorted(choices.items()):
+        text = "".join(choice.text)
+        entry = {
+            "index": index,
+            "logprobs": _logprobs(client, job, choice.token_ids, choice.logprobs),
+            "finish_reason": _finish_reason(choice.finish_reason),
+        }
+        if job.kind == "chat":
+            entry["message"] = {"role": "assistant", "content": text}
+        else:
+            entry["text"] = text
+        body["choices"].append(entry)
+    body["usage"] = _usage(timer.prompt_tokens, timer.completion_tokens)
+    return body
 
 
 def _sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
-async def _merged(client: EngineClient, job: Job) -> AsyncIterator[tuple[int, object]]:
-    from vllm.utils.async_utils import merge_async_iterators
-
-    streams = [client.generate(ids, job.params) for ids in job.prompts]
-    async for p_index, output in merge_async_iterators(*streams):
-        yield p_index, output
-
-
 async def _stream(client: EngineClient, job: Job) -> AsyncIterator[str]:
     obj = "chat.completion.chunk" if job.kind == "chat" else "text_completion"
-    started, first_token_at = time.monotonic(), None
-    completion_tokens = 0
+    timer = RequestTimer(client.metrics, sum(len(p) for p in job.prompts))
     offsets: dict[int, int] = {}
     sent_role: set[int] = set()
     yielded = False
     try:
-        async for p_index, output in _merged(client, job):
-            for completion in output.outputs:
-                index = p_index * job.params.n + completion.index
-                if first_token_at is None and completion.token_ids:
-                    first_token_at = time.monotonic()
-                completion_tokens += len(completion.token_ids)
-                chunk = _envelope(client, job, obj)
-                choice = {
-                    "index": index,
-                    "logprobs": _logprobs(client, job, completion, offsets.get(index, 0)),
-                    "finish_reason": _finish_reason(completion.finish_reason),
-                }
-                if job.kind == "chat":
-                    delta = {"content": completion.text}
-                    if index not in sent_role:
-                        delta["role"] = "assistant"
-                        sent_role.add(index)
-                    choice["delta"] = delta
-                else:
-                    choice["text"] = completion.text
-                offsets[index] = offsets.get(index, 0) + len(completion.text)
-                chunk["choices"] = [choice]
-                if job.include_usage:
-                    chunk["usage"] = None
-                yielded = True
-                yield _sse(chunk)
-        prompt_tokens = sum(len(p) for p in job.prompts)
+        async with aclosing(_merged(client, job)) as outputs:
+            async for p_index, output in outputs:
+                for completion in output.outputs:
+                    index = p_index * job.params.n + completion.index
+                    timer.tokens((p_index, completion.index), len(completion.token_ids))
+                    chunk = _envelope(client, job, obj)
+                    offset = offsets.get(index, 0)
+                    choice = {
+                        "index": index,
+                        "logprobs": _logprobs(
+                            client, job, completion.token_ids, completion.logprobs, offset
+                        ),
+                        "finish_reason": _finish_reason(completion.finish_reason),
+                    }
+                    if job.kind == "chat":
+                        delta = {"content": completion.text}
+                        if index not in sent_role:
+                            delta["role"] = "assistant"
+                            sent_role.add(index)
+                        choice["delta"] = delta
+                    else:
+                        choice["text"] = completion.text
+                    offsets[index] = offset + len(completion.text)
+                    chunk["choices"] = [choice]
+                    if job.include_usage:
+                        chunk["usage"] = None
+                    yielded = True
+                    yield _sse(chunk)
         if job.include_usage:
             chunk = _envelope(client, job, obj)
             chunk["choices"] = []
-            chunk["usage"] = _usage(prompt_tokens, completion_tokens)
+            chunk["usage"] = _usage(timer.prompt_tokens, timer.completion_tokens)
             yield _sse(chunk)
-        _observe(client, prompt_tokens, completion_tokens, started, first_token_at)
         yield _sse("[DONE]")
     except APIError as err:
         if not yielded:
             raise  # still before the 200: _respond turns it into an HTTP error
         # Headers are gone once streaming started: report in-band, as OpenAI does.
         yield _sse(error_body(err.status, err.message, err.param, err.code))
+    finally:
+        timer.finish()
 
 
-async def _primed(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
-    yield first
-    async for item in rest:
-        yield item
+async def _primed(first: str, rest: AsyncGenerator[str, None]) -> AsyncIterator[str]:
+    try:
+        yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()
+
+
+class _ClosingStreamingResponse(StreamingResponse):
+    """Closes its body when the response ends for any reason, so that a client who
+    disconnects while a chunk is being sent still has its engine request aborted
+    now rather than whenever the generator is garbage-collected."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
 
 
 async def _respond(request: Request, job: Job):
@@ -398,7 +442,7 @@ async def _respond(request: Request, job: Job):
     # is still a proper HTTP error rather than an in-band one.
     stream = _stream(client, job)
     first = await stream.__anext__()
-    return StreamingResponse(_primed(first, stream), media_type="text/event-stream")
+    return _ClosingStreamingResponse(_primed(first, stream), media_type="text/event-stream")
 
 
 @router.post("/chat/completions")

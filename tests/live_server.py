@@ -1,8 +1,16 @@
-"""A real `genarm serve` process on a free loopback port, for tests and benchmarks."""
+"""A real `genarm serve` process on a free loopback port, for tests and benchmarks.
+
+    with LiveServer(config_dict_or_yaml_path, env={"GENARM_API_KEYS": "k"}) as server:
+        httpx.get(f"{server.url}/health")          # server.base_url is .../v1
+
+The server runs in its own process group, so that stopping it also ends the
+vLLM engine processes it started, even if it has to be killed.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,12 +28,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def genarm_command() -> list[str]:
+    """The installed console script next to this interpreter, else the module."""
+    script = Path(sys.executable).with_name("genarm")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "genarm.cli"]
+
+
 class LiveServer:
-    """Start with ``with LiveServer(config_dict) as server:``; ``server.url`` is its root."""
+    """``with LiveServer(config) as server:`` starts it and waits for /health == 200.
+
+    ``config`` is a deployment config dict (written to ``workdir/config.yaml``) or
+    the path of a YAML file. ``env`` adds environment variables for the server.
+    """
 
     def __init__(
         self,
-        config: dict,
+        config: dict | str | os.PathLike,
         env: dict[str, str] | None = None,
         startup_timeout: float = 240.0,
         workdir: str | Path | None = None,
@@ -38,36 +56,63 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "server.log"
+        # Every /health status seen while waiting, in order (503 while loading, then 200).
+        self.health_statuses: list[int] = []
 
     @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
-    def start(self) -> LiveServer:
-        config_path = self.workdir / "config.yaml"
-        config_path.write_text(yaml.safe_dump(self.config))
-        command = [sys.executable, "-m", "genarm.cli", "serve", "--config", str(config_path)]
+    def start(self, wait: bool = True) -> LiveServer:
+        """Start the process; with ``wait``, return once /health says 200."""
+        if isinstance(self.config, dict):
+            config_path = self.workdir / "config.yaml"
+            config_path.write_text(yaml.safe_dump(self.config))
+        else:
+            config_path = Path(self.config)
+        command = [*genarm_command(), "serve", "--config", str(config_path)]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
         )
-        self._wait_healthy()
+        if wait:
+            try:
+                self.wait_healthy()
+            except BaseException:
+                self.stop()
+                raise
         return self
 
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        """Poll /health until 200; raise with the server's log if it exits or times out."""
+        deadline = time.monotonic() + (timeout or self.startup_timeout)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
+                status = httpx.get(f"{self.url}/health", timeout=5).status_code
             except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise TimeoutError(f"server not healthy after {self.startup_timeout} s:\n{self.log()}")
+                status = None
+            if status is not None:
+                self.health_statuses.append(status)
+                if status == 200:
+                    return
+            time.sleep(0.25)
+        raise TimeoutError(
+            f"server not healthy after {timeout or self.startup_timeout} s:\n{self.log()}"
+        )
+
+    def wait_exit(self, timeout: float = 120.0) -> int:
+        """Wait for the process to end by itself (e.g. a start-up error); its exit code."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"server still running after {timeout} s:\n{self.log()}") from None
 
     def log(self, tail: int = 6000) -> str:
         return self.log_path.read_text()[-tail:] if self.log_path.exists() else ""
@@ -83,15 +128,23 @@ class LiveServer:
         return sum(values) if values else None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """SIGTERM (graceful: the engine shuts down), then SIGKILL what is left of its group."""
+        process = self.process
+        if process is not None:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            try:  # engine processes left behind by a killed server
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if getattr(self, "_log", None):
             self._log.close()
+            self._log = None
 
     def __enter__(self) -> LiveServer:
         return self.start()
