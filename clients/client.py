@@ -138,8 +138,7 @@ class GenARMClient(_Common):
     ) -> Any:
         """``chat.completions.create`` with weights; ``stream=True`` returns the SDK's stream."""
         return self.openai.chat.completions.create(
-            **self._kwargs(model or self.model, reward_weights, {"messages": list(messages)}),
-            **kwargs,
+            **self._kwargs(model or self.model, reward_weights, {"messages": [*messages], **kwargs})
         )
 
     def chat_stream(
@@ -165,7 +164,7 @@ class GenARMClient(_Common):
     ) -> Any:
         """``completions.create`` with weights."""
         return self.openai.completions.create(
-            **self._kwargs(model or self.model, reward_weights, {"prompt": prompt}), **kwargs
+            **self._kwargs(model or self.model, reward_weights, {"prompt": prompt, **kwargs})
         )
 
     def close(self) -> None:
@@ -215,7 +214,7 @@ class AsyncGenARMClient(_Common):
     ) -> Any:
         model = model or await self.model()
         return await self.openai.chat.completions.create(
-            **self._kwargs(model, reward_weights, {"messages": list(messages)}), **kwargs
+            **self._kwargs(model, reward_weights, {"messages": [*messages], **kwargs})
         )
 
     async def chat_stream(
@@ -241,7 +240,7 @@ class AsyncGenARMClient(_Common):
     ) -> Any:
         model = model or await self.model()
         return await self.openai.completions.create(
-            **self._kwargs(model, reward_weights, {"prompt": prompt}), **kwargs
+            **self._kwargs(model, reward_weights, {"prompt": prompt, **kwargs})
         )
 
     async def close(self) -> None:
