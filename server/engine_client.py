@@ -51,7 +51,8 @@ class EngineClient:
         if not getattr(tokenizer, "chat_template", None):
             raise RuntimeError(
                 f"the base model's tokenizer ({self.cfg.base.model}) has no chat template; "
-                "add one to its tokenizer_config.json"
+                "add a chat_template.jinja to that folder "
+                "(or chat_template in tokenizer_config.json)"
             )
         self.tokenizer = tokenizer
         logger.info("Starting the engine (base + %d ARMs)...", len(self.specs))

@@ -52,6 +52,7 @@ class LiveServer:
         self.env = env or {}
         self.startup_timeout = startup_timeout
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="genarm-server-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None

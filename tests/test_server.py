@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 
 import httpx
@@ -19,14 +20,36 @@ from support import chat_prompt_ids
 API_KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 QUESTION = "Tell me a short story about a dragon."
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+LONG_PROMPT = "word " * 1200  # well past the 512-token context
 
 
 @pytest.fixture(scope="module")
 def server(tiny_models, tmp_path_factory):
     config = tiny_config_dict(tiny_models)
     config["server"] = {"api_keys": [API_KEY], "max_body_bytes": 65536}
-    with LiveServer(config, workdir=tmp_path_factory.mktemp("server")) as live:
+    live = LiveServer(config, workdir=tmp_path_factory.mktemp("server"))
+    try:
+        live.start(wait=False)
+        live.while_loading = request_while_loading(live)
+        live.wait_healthy()
         yield live
+    finally:
+        live.stop()
+
+
+def request_while_loading(live: LiveServer) -> tuple[httpx.Response, httpx.Response] | None:
+    """/health and a chat request as soon as the HTTP server answers, engine still loading."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and live.process.poll() is None:
+        try:
+            health = httpx.get(f"{live.url}/health", timeout=5)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+            continue
+        chat = httpx.post(f"{live.base_url}/chat/completions", json=CHAT, headers=AUTH)
+        return health, chat
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +70,17 @@ def chat(sdk, model_id, weights, **kw):
         extra_body={"reward_weights": weights},
         **kw,
     )
+
+
+def test_health_503_while_loading_then_200(server):
+    health, chat = server.while_loading
+    assert health.status_code == 503 and health.json() == {"status": "loading"}
+    assert health.headers["retry-after"]
+    assert chat.status_code == 503, chat.text
+    assert chat.json()["error"]["type"] == "service_unavailable_error"
+    assert chat.headers["retry-after"]
+    assert server.health_statuses[-1] == 200
+    assert "Engine ready" in server.log(tail=10**6)  # start-up progress is logged
 
 
 def test_health_and_models(server):
@@ -95,6 +129,44 @@ def test_sdk_sync_completions(sdk, model_id):
     assert a.model_extra["reward_weights"]["arm_a"] == 1.5
 
 
+def test_sdk_sync_streaming_equals_non_streaming(sdk, model_id):
+    weights = {"arm_b": 1.5}
+    whole = chat(sdk, model_id, weights, max_tokens=10)
+    pieces, echoed, usage, finish = [], [], None, None
+    for chunk in chat(
+        sdk, model_id, weights, max_tokens=10, stream=True, stream_options={"include_usage": True}
+    ):
+        echoed.append(chunk.model_extra["reward_weights"])
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+        usage = chunk.usage or usage
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert finish == "length" and usage.completion_tokens == 10
+    assert echoed and all(e == {"arm_a": 0.0, "arm_b": 1.5} for e in echoed)
+
+
+def test_n_choices_for_several_prompts(sdk, model_id, server):
+    ttft_before = server.metric("genarm_time_to_first_token_seconds_count") or 0
+    response = sdk.completions.create(
+        model=model_id,
+        prompt=["Once upon", "The license"],
+        n=2,
+        max_tokens=5,
+        temperature=0.8,
+        seed=3,
+        extra_body={"reward_weights": {"arm_a": -1.0}},
+    )
+    assert [c.index for c in response.choices] == [0, 1, 2, 3]
+    assert all(c.finish_reason in ("stop", "length") for c in response.choices)
+    assert response.usage.completion_tokens <= 4 * 5
+    assert response.usage.total_tokens == (
+        response.usage.prompt_tokens + response.usage.completion_tokens
+    )
+    # A non-streamed request is timed too: one time-to-first-token observation.
+    assert server.metric("genarm_time_to_first_token_seconds_count") == ttft_before + 1
+
+
 def test_sdk_async_streaming_equals_non_streaming(server, model_id):
     async def run():
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
@@ -135,25 +207,70 @@ def test_sdk_async_streaming_equals_non_streaming(server, model_id):
     assert len(text) > 0
 
 
-def test_logprobs_equal_reference(sdk, model_id, tiny_models):
+@pytest.fixture(scope="module")
+def reference(tiny_models):
+    return GenARMReference(
+        str(tiny_models["base"]), [str(tiny_models["arm_a"]), str(tiny_models["arm_b"])]
+    )
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_models):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_models["base"])
+
+
+def test_logprobs_equal_reference(sdk, model_id, tiny_models, reference):
     weights = {"arm_a": 1.5, "arm_b": -0.5}
     response = chat(sdk, model_id, weights, max_tokens=4, logprobs=True, top_logprobs=5)
     content = response.choices[0].logprobs.content
-    ref = GenARMReference(
-        str(tiny_models["base"]), [str(tiny_models["arm_a"]), str(tiny_models["arm_b"])]
-    )
     ids = chat_prompt_ids(tiny_models["base"], QUESTION)
-    tokens = ref.greedy(ids, [1.5, -0.5], 4)
+    tokens = reference.greedy(ids, [1.5, -0.5], 4)
     for pos in range(4):
-        expected = ref.next_token_logprobs(ids + tokens[:pos], [1.5, -0.5])
+        expected = reference.next_token_logprobs(ids + tokens[:pos], [1.5, -0.5])
         assert content[pos].logprob == pytest.approx(float(expected[tokens[pos]]), abs=1e-4)
         top = sorted((t.logprob for t in content[pos].top_logprobs), reverse=True)
         assert top == pytest.approx(expected.topk(5).values.tolist(), abs=1e-4)
 
 
-CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-LONG_PROMPT = "word " * 1200  # well past the 512-token context
+def test_sampled_logprobs_are_the_guided_distribution(
+    sdk, model_id, tiny_models, reference, tokenizer
+):
+    """At temperature 1 and top_p 1 the reported logprobs are the distribution the
+    tokens were drawn from: log_softmax(log p_base + sum_i a_i log p_arm_i)."""
+    weights = [2.0, 1.0]
+    response = chat(
+        sdk,
+        model_id,
+        {"arm_a": 2.0, "arm_b": 1.0},
+        max_tokens=4,
+        temperature=1.0,
+        top_p=1.0,
+        seed=7,
+        logprobs=True,
+        top_logprobs=5,
+    )
+    content = response.choices[0].logprobs.content
+    prefix = chat_prompt_ids(tiny_models["base"], QUESTION)
+    checked = 0
+    for entry in content:
+        expected = reference.next_token_logprobs(prefix, weights)
+        top = sorted((t.logprob for t in entry.top_logprobs), reverse=True)
+        assert top == pytest.approx(expected.topk(5).values.tolist(), abs=1e-4)
+        # The sampled token: an id whose reference logprob is the reported one (and,
+        # among those, whose text is the reported text). Follow it while unambiguous.
+        near = [i for i in range(len(expected)) if abs(float(expected[i]) - entry.logprob) < 1e-4]
+        assert near, f"{entry.token!r}: logprob {entry.logprob} is not in the reference"
+        named = [i for i in near if tokenizer.decode([i]) == entry.token] or near
+        checked += 1
+        if len(named) != 1:
+            break
+        prefix = prefix + named
+    assert checked >= 1
 
+
+BAD = "invalid_request_error"
 ERROR_CASES = [
     # (name, path, body, headers, status, type, param)
     (
@@ -286,6 +403,59 @@ ERROR_CASES = [
         "messages.0.role",
     ),
     ("unknown model", "chat", {**CHAT, "model": "gpt-9"}, AUTH, 404, "not_found_error", "model"),
+    ("n > 1 greedy", "chat", {**CHAT, "n": 2, "temperature": 0}, AUTH, 400, BAD, "n"),
+    ("empty stop", "chat", {**CHAT, "stop": ["ok", ""]}, AUTH, 400, BAD, "stop"),
+    ("seed overflow", "chat", {**CHAT, "seed": 2**70}, AUTH, 400, BAD, "seed"),
+    ("temperature bool", "chat", {**CHAT, "temperature": True}, AUTH, 400, BAD, "temperature"),
+    ("temperature range", "chat", {**CHAT, "temperature": 7}, AUTH, 400, BAD, "temperature"),
+    ("stream wrong type", "chat", {**CHAT, "stream": "yes"}, AUTH, 400, BAD, "stream"),
+    (
+        "include_usage wrong type",
+        "chat",
+        {**CHAT, "stream": True, "stream_options": {"include_usage": 1}},
+        AUTH,
+        400,
+        BAD,
+        "stream_options.include_usage",
+    ),
+    (
+        "top_logprobs range",
+        "chat",
+        {**CHAT, "logprobs": True, "top_logprobs": 21},
+        AUTH,
+        400,
+        BAD,
+        "top_logprobs",
+    ),
+    ("logprobs range", "completions", {"prompt": "hi", "logprobs": 99}, AUTH, 400, BAD, "logprobs"),
+    (
+        "max_completion_tokens zero",
+        "chat",
+        {**CHAT, "max_tokens": None, "max_completion_tokens": 0},
+        AUTH,
+        400,
+        BAD,
+        "max_completion_tokens",
+    ),
+    ("context overflow", "chat", {**CHAT, "max_tokens": 600}, AUTH, 400, BAD, "max_tokens"),
+    ("token id out of vocab", "completions", {"prompt": [1, 2, 10**6]}, AUTH, 400, BAD, "prompt"),
+    ("tool_choice", "chat", {**CHAT, "tool_choice": "auto"}, AUTH, 400, BAD, "tool_choice"),
+    ("functions", "chat", {**CHAT, "functions": [{"name": "f"}]}, AUTH, 400, BAD, "functions"),
+    ("logit_bias", "chat", {**CHAT, "logit_bias": {"5": 10}}, AUTH, 400, BAD, "logit_bias"),
+    (
+        "image content",
+        "chat",
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+            ]
+        },
+        AUTH,
+        400,
+        BAD,
+        "messages.0.content",
+    ),
+    ("body not an object", "chat", [1, 2], AUTH, 400, BAD, None),
     ("missing key", "chat", CHAT, {}, 401, "authentication_error", None),
     (
         "wrong key",
@@ -336,7 +506,40 @@ def test_invalid_json_and_sdk_errors(server, sdk, model_id):
     with pytest.raises(openai.BadRequestError) as err:
         chat(sdk, model_id, {"arm_a": 99})
     assert err.value.body["param"] == "reward_weights.arm_a"
-    assert httpx.get(f"{server.url}/health").status_code == 200  # open without a key
+    with pytest.raises(openai.NotFoundError) as err:
+        sdk.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+    assert err.value.body["param"] == "model"
+
+
+def test_oversized_chunked_body_is_413(server):
+    """No Content-Length to go by: the limit holds as the body streams in."""
+
+    def chunks():
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"x" * 8192
+        yield b'"}]}'
+
+    response = httpx.post(
+        f"{server.base_url}/chat/completions",
+        content=chunks(),
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_api_keys(server, model_id):
+    url = f"{server.base_url}/models"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(url, headers={"Authorization": API_KEY}).status_code == 401  # no scheme
+    assert httpx.get(url, headers=AUTH).status_code == 200
+    # Open without a key: health checks, scraping, and the web page.
+    for path in ("/health", "/metrics", "/"):
+        assert httpx.get(f"{server.url}{path}").status_code == 200, path
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.base_url, api_key="wrong", max_retries=0).models.list()
 
 
 def test_disconnect_mid_stream_aborts_the_request(server):
@@ -399,12 +602,15 @@ def test_metrics_exposition(server):
 
 
 def test_full_queue_answers_503_with_retry_after(tiny_models, tmp_path):
+    """Also: a server without ARMs, and API keys from GENARM_API_KEYS."""
     config = tiny_config_dict(tiny_models, arms=(), max_num_seqs=1)
     config["server"] = {"max_waiting_requests": 1}
     long = {**CHAT, "max_tokens": 450, "ignore_eos": True}
+    env = {"GENARM_API_KEYS": "env-key-1, env-key-2"}
+    auth = {"Authorization": "Bearer env-key-2"}
 
     async def run(live):
-        async with httpx.AsyncClient(timeout=120) as client:
+        async with httpx.AsyncClient(timeout=120, headers=auth) as client:
             url = f"{live.url}/v1/chat/completions"
             busy = [asyncio.create_task(client.post(url, json=long)) for _ in range(2)]
             # One request running, one waiting: the queue is at its bound.
@@ -416,11 +622,38 @@ def test_full_queue_answers_503_with_retry_after(tiny_models, tmp_path):
             done = await asyncio.gather(*busy)
             return third, done
 
-    with LiveServer(config, workdir=tmp_path) as live:
+    with LiveServer(config, env=env, workdir=tmp_path) as live:
         third, done = asyncio.run(run(live))
         assert third.status_code == 503, third.text
         assert third.headers["retry-after"] == "1"
         assert third.json()["error"]["type"] == "service_unavailable_error"
         assert [r.status_code for r in done] == [200, 200]
-        ok = httpx.post(f"{live.url}/v1/chat/completions", json=CHAT, timeout=60)
-        assert ok.status_code == 200
+        assert all(r.json()["reward_weights"] == {} for r in done)
+        url = f"{live.url}/v1/chat/completions"
+        assert httpx.post(url, json=CHAT, timeout=60).status_code == 401
+        ok = httpx.post(url, json=CHAT, headers=auth, timeout=60)
+        assert ok.status_code == 200, ok.text
+        unknown = httpx.post(url, json={**CHAT, "reward_weights": {"arm_a": 1}}, headers=auth)
+        assert (
+            unknown.status_code == 400
+            and unknown.json()["error"]["param"] == "reward_weights.arm_a"
+        )
+        models = httpx.get(f"{live.url}/v1/models", headers=auth).json()
+        assert models["data"][0]["arms"] == []
+
+
+def test_base_without_chat_template_is_a_clear_startup_error(tiny_models, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(tiny_models["base"], base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    tok_config = json.loads((base / "tokenizer_config.json").read_text())
+    tok_config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    config = tiny_config_dict({**tiny_models, "base": base}, arms=())
+    live = LiveServer(config, workdir=tmp_path / "server")
+    try:
+        live.start(wait=False)
+        assert live.wait_exit(timeout=120) != 0
+        assert "no chat template" in live.log()
+    finally:
+        live.stop()
