@@ -234,3 +234,13 @@ def test_chat_interactive_session(server, client):
     assert "unknown command /frobnicate" in err
     assert "/weight NAME VALUE" in out  # /help
     assert "never sent" not in out  # /quit ended the session
+
+
+def test_chat_cli_imports_neither_torch_nor_vllm():
+    code = (
+        "import sys, genarm.cli, genarm.clients.chat_cli; "
+        "print(sorted(m for m in ('torch', 'vllm', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
