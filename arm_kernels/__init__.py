@@ -1,7 +1,9 @@
 """The GenARM fusion: log_softmax(base) + Σ_k w_k · log_softmax(arm_k), per row.
 
-``fuse`` picks the Triton kernel for CUDA tensors and the torch path otherwise;
-both are tested against ``fuse_reference`` (float64).
+``fuse`` picks the Triton kernel for CUDA tensors (when Triton imports) and the
+torch path otherwise; both are tested against ``fuse_reference`` (float64).
+Triton is imported only when the kernel is first used, so this package imports
+without it.
 """
 
 from __future__ import annotations
@@ -17,17 +19,18 @@ __all__ = ["fuse", "fuse_reference", "fuse_torch", "fuse_triton"]
 
 
 def fuse_triton(
-    base_logits: torch.Tensor, arm_logits: Sequence[torch.Tensor], weights: torch.Tensor
+    base_logits: torch.Tensor,
+    arm_logits: Sequence[torch.Tensor],
+    weights: torch.Tensor,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The Triton kernel; Triton is imported on first use only."""
+    """The Triton kernel (see ``triton_fuse``); float32 [B, V]."""
     from genarm.arm_kernels.triton_fuse import fuse_triton as kernel
 
-    return kernel(base_logits, arm_logits, weights)
+    return kernel(base_logits, arm_logits, weights, out=out)
 
 
-def _triton_usable(base_logits: torch.Tensor, num_arms: int) -> bool:
-    if not base_logits.is_cuda or num_arms > 4:
-        return False
+def _triton_available() -> bool:
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -36,12 +39,16 @@ def _triton_usable(base_logits: torch.Tensor, num_arms: int) -> bool:
 
 
 def fuse(
-    base_logits: torch.Tensor, arm_logits: Sequence[torch.Tensor], weights: torch.Tensor
+    base_logits: torch.Tensor,
+    arm_logits: Sequence[torch.Tensor],
+    weights: torch.Tensor,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """float32 [B, V] guided log-probabilities (unnormalised across ARMs' sum).
+    """float32 [B, V] guided log-probabilities (not renormalised: Σα ≠ 0 in general).
 
-    base_logits: [B, V]; arm_logits: K tensors [B, V]; weights: [B, K].
+    base_logits: [B, V]; arm_logits: K tensors [B, V] (any float dtype, computed
+    in float32); weights: [B, K]. ``out``: optional float32 [B, V] to write into.
     """
-    if _triton_usable(base_logits, len(arm_logits)):
-        return fuse_triton(base_logits, arm_logits, weights)
-    return fuse_torch(base_logits, arm_logits, weights)
+    if base_logits.is_cuda and _triton_available():
+        return fuse_triton(base_logits, arm_logits, weights, out=out)
+    return fuse_torch(base_logits, arm_logits, weights, out=out)

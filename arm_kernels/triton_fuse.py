@@ -4,8 +4,9 @@ The fusion is memory-bound: it must read (K + 1) · V logits and write V
 outputs per row. Pass 1 streams every input once, keeping an online
 log-sum-exp per input in registers (per-lane max and sum, merged at the end);
 pass 2 streams them again and writes the fused log-probabilities. Up to
-``MAX_ARMS`` ARMs are fused in one launch; more are rare and go to the torch
-path.
+``MAX_ARMS`` ARMs are fused per launch; more (rare) take further launches that
+add their terms to the output (HAS_BASE=False), costing one more read and
+write of it each.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def _genarm_fuse_kernel(
     stride_arm3,
     stride_w,
     K: tl.constexpr,
+    HAS_BASE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
@@ -78,8 +80,9 @@ def _genarm_fuse_kernel(
     for start in range(0, V, BLOCK):
         cols = start + lanes
         mask = cols < V
-        x = tl.load(base_ptr + row * stride_base + cols, mask=mask, other=float("-inf"))
-        m_b, s_b = _online_lse_update(m_b, s_b, x.to(tl.float32))
+        if HAS_BASE:
+            x = tl.load(base_ptr + row * stride_base + cols, mask=mask, other=float("-inf"))
+            m_b, s_b = _online_lse_update(m_b, s_b, x.to(tl.float32))
         if K > 0:
             x = tl.load(arm0_ptr + row * stride_arm0 + cols, mask=mask, other=float("-inf"))
             m_0, s_0 = _online_lse_update(m_0, s_0, x.to(tl.float32))
@@ -107,8 +110,11 @@ def _genarm_fuse_kernel(
     for start in range(0, V, BLOCK):
         cols = start + lanes
         mask = cols < V
-        x = tl.load(base_ptr + row * stride_base + cols, mask=mask, other=0.0)
-        acc = x.to(tl.float32) - lse_b
+        if HAS_BASE:
+            x = tl.load(base_ptr + row * stride_base + cols, mask=mask, other=0.0)
+            acc = x.to(tl.float32) - lse_b
+        else:  # a later launch for ARMs beyond MAX_ARMS: add to what the first wrote
+            acc = tl.load(out_ptr + row * stride_out + cols, mask=mask, other=0.0)
         if K > 0:
             x = tl.load(arm0_ptr + row * stride_arm0 + cols, mask=mask, other=0.0)
             acc += _weighted_term(x.to(tl.float32), lse_0, w_0)
@@ -128,32 +134,46 @@ def fuse_triton(
     base_logits: torch.Tensor,
     arm_logits: Sequence[torch.Tensor],
     weights: torch.Tensor,
+    out: torch.Tensor | None = None,
     block: int = BLOCK,
 ) -> torch.Tensor:
-    """float32 [B, V] fusion in one kernel launch (K <= MAX_ARMS)."""
-    num_arms = len(arm_logits)
-    if num_arms > MAX_ARMS:
-        raise ValueError(f"the Triton kernel fuses at most {MAX_ARMS} ARMs, got {num_arms}")
+    """float32 [B, V] fusion: one launch per MAX_ARMS ARMs (one launch for K <= 4).
+
+    ``out``, if given, is a float32 [B, V] tensor (unit stride along V) written
+    in full and returned.
+    """
     num_rows, vocab = base_logits.shape
-    base_logits = base_logits if base_logits.stride(-1) == 1 else base_logits.contiguous()
-    arms = [a if a.stride(-1) == 1 else a.contiguous() for a in arm_logits]
-    arms += [base_logits] * (MAX_ARMS - num_arms)  # unused slots, never read
-    weights = weights.to(torch.float32).contiguous()
-    out = torch.empty((num_rows, vocab), dtype=torch.float32, device=base_logits.device)
+    if out is None:
+        out = torch.empty((num_rows, vocab), dtype=torch.float32, device=base_logits.device)
+    if out.dtype != torch.float32 or out.shape != base_logits.shape or out.stride(-1) != 1:
+        raise ValueError("out must be a float32 [B, V] tensor with unit stride along V")
     if num_rows == 0:
         return out
-    _genarm_fuse_kernel[(num_rows,)](
-        out,
-        base_logits,
-        *arms,
-        weights,
-        vocab,
-        out.stride(0),
-        base_logits.stride(0),
-        *(a.stride(0) for a in arms),
-        weights.stride(0) if num_arms else 0,
-        K=num_arms,
-        BLOCK=block,
-        num_warps=8,
-    )
+    # The kernel walks each row with unit stride; rows themselves may be strided.
+    base_logits = base_logits if base_logits.stride(-1) == 1 else base_logits.contiguous()
+    arms = [a if a.stride(-1) == 1 else a.contiguous() for a in arm_logits]
+    weights = weights.to(device=base_logits.device, dtype=torch.float32).contiguous()
+    first = True
+    for start in range(0, max(len(arms), 1), MAX_ARMS):
+        group = arms[start : start + MAX_ARMS]
+        num_arms = len(group)
+        # Unused pointer slots get a valid tensor that the kernel never reads.
+        slots = group + [out] * (MAX_ARMS - num_arms)
+        w = weights[:, start:] if num_arms else out
+        _genarm_fuse_kernel[(num_rows,)](
+            out,
+            base_logits,
+            *slots,
+            w,
+            vocab,
+            out.stride(0),
+            base_logits.stride(0),
+            *(a.stride(0) for a in slots),
+            w.stride(0),
+            K=num_arms,
+            HAS_BASE=first,
+            BLOCK=block,
+            num_warps=8,
+        )
+        first = False
     return out
