@@ -294,6 +294,26 @@ def test_server_errors_appear_in_words(page, server):
     assert page.locator(".msg.assistant").last.locator(".error").count() == 0
 
 
+def test_stop_keeps_the_partial_answer(page):
+    page.fill("#max-tokens", "400")
+    send(page, "Go on.")
+    answer = page.locator('[data-pane="guided"] .msg.assistant').last
+    answer.locator(".text").filter(has_text=re.compile(r"\S")).wait_for()  # text is arriving
+    page.click("#send", timeout=5_000)  # it says Stop now
+    page.locator("#send", has_text="Send").wait_for()
+    assert answer.locator(".meta").text_content() == "stopped"
+    partial = answer.locator(".text").text_content()
+    # The stopped turn stays in the conversation, as shown.
+    page.fill("#max-tokens", "2")
+    (next_request,) = chat_requests(page, lambda: send(page, "Thanks"))
+    sent = next_request.post_data_json["messages"]
+    assert sent[-3:] == [
+        {"role": "user", "content": "Go on."},
+        {"role": "assistant", "content": partial},
+        {"role": "user", "content": "Thanks"},
+    ]
+
+
 def test_everything_came_from_the_server(server, browser_log):
     assert browser_log["requests"], "the page made no requests"
     outside = [u for u in browser_log["requests"] if not u.startswith((server.url + "/", "data:"))]

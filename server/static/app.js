@@ -176,7 +176,7 @@ function renderArms() {
     const number = el("input", { type: "number", class: "arm-number", ...bounds, value: arm.default_weight });
     number.setAttribute("aria-label", `weight of ${arm.name} (number)`);
     const set = (value, from) => {
-      if (!Number.isFinite(value)) return;
+      if (!Number.isFinite(value)) value = state.weights[arm.name]; // typed nonsense: keep
       value = round(Math.min(arm.max_weight, Math.max(arm.min_weight, value)));
       state.weights[arm.name] = value;
       if (from !== slider) slider.value = value;
