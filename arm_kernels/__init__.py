@@ -9,6 +9,7 @@ without it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 import torch
 
@@ -30,6 +31,7 @@ def fuse_triton(
     return kernel(base_logits, arm_logits, weights, out=out)
 
 
+@cache
 def _triton_available() -> bool:
     try:
         import triton  # noqa: F401
