@@ -248,7 +248,7 @@ def run_server_system(
                 max_concurrency=conc,
                 reward_weights=weights,
                 seed=args.seed,
-                num_warmups=max(1, min(conc, 4)),
+                num_warmups=conc,  # one batch of the run's size
                 label=f"{label} c={conc}",
             )
             result = asyncio.run(run_benchmark(cfg))
@@ -475,6 +475,15 @@ def main(argv: list[str] | None = None) -> int:
             "(3) plain_vllm, (4) research_sequential / research_batched (batch = concurrency).",
             f"FLOP-per-token ceilings: (1)/(3) <= {ceilings['1arm_vs_plain']:.3f}, "
             f"(2)/(3) <= {ceilings['2arm_vs_plain']:.3f}.",
+            "Tokens per streamed chunk (> 1: the server bundled tokens, so TPOT/ITL "
+            "understate and TTFT overstates): "
+            + ", ".join(
+                f"{name} c={r['max_concurrency']}: {r['tokens_per_chunk']:.2f}"
+                for name, runs in systems.items()
+                for r in runs
+                if "tokens_per_chunk" in r
+            )
+            + ".",
             "",
             "Output tok/s and median latencies:",
             "",

@@ -439,19 +439,23 @@ async def run_benchmark(cfg: LoadConfig, tokenizer=None) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         model = cfg.model or await fetch_model_id(session, root, headers)
-        for _ in range(cfg.num_warmups):  # not counted: first-call costs, connection set-up
-            warm = await send_request(
-                session, url, request_payload(cfg, model, requests[0]), headers
-            )
-            if not warm.success:
-                raise RuntimeError(f"warm-up request failed: {warm.error}")
-
-        pbar = None if cfg.disable_tqdm else tqdm(total=len(requests), desc=cfg.label or "load")
         semaphore = (
             asyncio.Semaphore(cfg.max_concurrency)
             if cfg.max_concurrency
             else contextlib.nullcontext()
         )
+
+        async def warm_up(req: SampleRequest) -> None:
+            async with semaphore:
+                warm = await send_request(session, url, request_payload(cfg, model, req), headers)
+            if not warm.success:
+                raise RuntimeError(f"warm-up request failed: {warm.error}")
+
+        # Not counted: first-call costs and connection set-up; concurrent as in
+        # vLLM's bench, so the batch sizes of the run are warmed up too.
+        await asyncio.gather(*(warm_up(requests[0]) for _ in range(cfg.num_warmups)))
+
+        pbar = None if cfg.disable_tqdm else tqdm(total=len(requests), desc=cfg.label or "load")
 
         async def one(req: SampleRequest) -> RequestRecord:
             async with semaphore:
@@ -491,9 +495,14 @@ async def run_benchmark(cfg: LoadConfig, tokenizer=None) -> dict[str, Any]:
         "ttfts": [r.ttft for r in records],
         "itls": [r.itl for r in records],
         "e2els": [r.latency for r in records],
+        # Streamed chunks per request: fewer than output_lens when the server bundles
+        # tokens (then ITL/TPOT understate per-token latency, as in vLLM's bench).
+        "chunks": [1 + len(r.itl) if r.success else 0 for r in records],
         "request_weights": [r.reward_weights for r in records],
         "errors": [r.error for r in records],
     }
+    chunks = sum(result["chunks"])
+    result["tokens_per_chunk"] = result["total_output_tokens"] / chunks if chunks else 0.0
     return result
 
 
@@ -539,6 +548,8 @@ def format_result(result: dict[str, Any]) -> str:
     row("Peak output token throughput (tok/s):", result["max_output_tokens_per_s"], ".2f")
     row("Peak concurrent requests:", result["max_concurrent_requests"], ".2f")
     row("Total token throughput (tok/s):", result["total_token_throughput"], ".2f")
+    if "tokens_per_chunk" in result:
+        row("Tokens per streamed chunk:", result["tokens_per_chunk"], ".2f")
     titles = {
         "ttft": ("Time to First Token", "TTFT"),
         "tpot": ("Time per Output Token (excl. 1st token)", "TPOT"),

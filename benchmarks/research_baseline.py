@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -334,7 +333,6 @@ def main(argv: list[str] | None = None) -> int:
         prompts = [prompts[i % len(prompts)] for i in range(args.num_prompts)]
     else:
         prompts = synthetic_prompts(args.num_prompts, args.input_len, model.tokenizer, args.seed)
-    random.seed(args.seed)
     results = []
     for bs in (int(x) for x in args.batch_size.split(",")):
         result = run_baseline(
