@@ -474,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Weights: (1) {w1}, (2) {w2}, (4) {w1}. Systems: (1) genarm_1arm, (2) genarm_2arm, "
             "(3) plain_vllm, (4) research_sequential / research_batched (batch = concurrency).",
             f"FLOP-per-token ceilings: (1)/(3) <= {ceilings['1arm_vs_plain']:.3f}, "
-            f"(2)/(3) <= {ceilings['2arm_vs_plain']:.3f}.",
+            f"(2)/(3) <= {ceilings['2arm_vs_plain']:.3f} (a bound where step time follows "
+            "FLOPs; models so small that fixed per-step costs dominate can exceed it).",
             "Tokens per streamed chunk (> 1: the server bundled tokens, so TPOT/ITL "
             "understate and TTFT overstates): "
             + ", ".join(
