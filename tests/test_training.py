@@ -153,3 +153,149 @@ def test_rewards_pull_in_their_directions():
     pair = best_worst_pairs("q", samples, concise)
     assert (pair.chosen, pair.rejected) == ("one", "one two three")
     assert best_worst_pairs("q", [("a b", True), ("c d", True)], concise) is None
+
+
+def _tiny_adapter(base, path, seed: int = 0):
+    """A PEFT adapter with random (non-zero) LoRA weights, saved at ``path``."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(path)
+    return path
+
+
+def test_guided_generate_follows_the_genarm_formula(tiny_models, tmp_path):
+    from genarm.training.guided import guided_generate, load_with_adapter, prompt_ids
+
+    adapter = _tiny_adapter(tiny_models["base"], tmp_path / "arm")
+    tok, model = load_with_adapter(str(tiny_models["base"]), str(adapter), bf16=False)
+    messages = [{"role": "user", "content": "Tell me about licenses."}]
+    ids = torch.tensor([prompt_ids(tok, messages)])
+    with torch.no_grad():
+        with model.disable_adapter():
+            base = torch.log_softmax(model(ids).logits[0, -1], -1)
+        arm = torch.log_softmax(model(ids).logits[0, -1], -1)
+    assert not torch.allclose(base, arm)  # the adapter changes the distribution
+    for alpha in (0.0, 1.0, 3.0):
+        text = guided_generate(model, tok, messages, {"arm": alpha}, max_new_tokens=1)
+        want = int((base + alpha * arm).argmax())
+        assert text == tok.decode([want], skip_special_tokens=True)
+    # alpha 0 is the base model's own greedy decoding
+    with torch.no_grad(), model.disable_adapter():
+        greedy = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=None)
+    got = guided_generate(model, tok, messages, {"arm": 0.0}, max_new_tokens=6)
+    assert got == tok.decode(greedy[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_trained_arm_prefers_chosen_replies(tiny_models, tmp_path):
+    from genarm.training.guided import load_with_adapter, preference_accuracy
+
+    data = tmp_path / "pairs.jsonl"
+    pairs = synthetic_pairs(8)
+    write_pairs(data, pairs)
+    cfg = TrainConfig(
+        data=str(data),
+        out=str(tmp_path / "arm"),
+        base=str(tiny_models["base"]),
+        lr=5e-3,
+        beta=0.5,
+        epochs=3,
+        max_length=64,
+        bf16=False,
+    )
+    train_arm(cfg, progress=False)
+    tok, model = load_with_adapter(cfg.base, cfg.out, bf16=False)
+    assert preference_accuracy(model, tok, pairs, "arm") == 1.0
+    assert preference_accuracy(model, tok, pairs, "base") < 1.0
+
+
+def test_resume_options(tiny_models, tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    write_pairs(data, synthetic_pairs(4))
+    base = dict(data=str(data), base=str(tiny_models["base"]), max_length=64, bf16=False)
+    with pytest.raises(FileNotFoundError, match="state.pt"):
+        train_arm(TrainConfig(out=str(tmp_path / "a"), resume=str(tmp_path), **base), False)
+    first = TrainConfig(out=str(tmp_path / "a"), epochs=1, batch_size=2, **base)
+    train_arm(first, progress=False)
+    # Resume another run from that checkpoint; --restart ignores its own one.
+    other = TrainConfig(
+        out=str(tmp_path / "b"),
+        epochs=2,
+        batch_size=2,
+        resume=str(tmp_path / "a/checkpoint"),
+        **base,
+    )
+    assert train_arm(other, progress=False)["steps_done"] == 4
+    assert len(torch.load(tmp_path / "b/checkpoint/state.pt")["stats"]["loss"]) == 4
+    again = TrainConfig(out=str(tmp_path / "b"), epochs=1, batch_size=2, restart=True, **base)
+    assert train_arm(again, progress=False)["steps_done"] == 2
+
+
+def test_time_budget_stops_and_saves(tiny_models, tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    write_pairs(data, synthetic_pairs(8))
+    cfg = TrainConfig(
+        data=str(data),
+        out=str(tmp_path / "arm"),
+        base=str(tiny_models["base"]),
+        max_length=64,
+        batch_size=2,
+        bf16=False,
+        max_minutes=1e-6,
+    )
+    summary = train_arm(cfg, progress=False)
+    assert summary["steps_done"] == 1 < summary["steps"]
+    assert (tmp_path / "arm/adapter_model.safetensors").is_file()
+
+
+def test_train_arm_cli_options():
+    import argparse
+
+    from genarm.training import train_arm as module
+
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    args = parser.parse_args(["--data", "d", "--out", "o", "--base", "b", "--no-bf16"])
+    assert args.bf16 is False and args.rank == 8 and args.resume is None
+    assert parser.parse_args(["--data", "d", "--out", "o", "--base", "b"]).bf16 is True
+
+
+def test_judge_learns_scores_and_reloads(tiny_models, tmp_path):
+    from genarm.training.judge import Judge, JudgeConfig, bradley_terry_loss, train_judge
+
+    assert float(bradley_terry_loss(torch.tensor([0.0]), torch.tensor([0.0]))) == pytest.approx(
+        math.log(2)
+    )
+    data = tmp_path / "pairs.jsonl"
+    pairs = synthetic_pairs(8)
+    write_pairs(data, pairs)
+    cfg = JudgeConfig(
+        data=str(data),
+        out=str(tmp_path / "judge"),
+        base=str(tiny_models["base"]),
+        lr=5e-3,
+        epochs=4,
+        max_length=64,
+        bf16=False,
+    )
+    summary = train_judge(cfg, progress=False)
+    assert summary["final_loss"] < math.log(2)
+    judge = Judge.load(cfg.out)
+    good, bad = (
+        judge.score("Question number 1?", "yes yes yes"),
+        judge.score("Question number 1?", "no no no"),
+    )
+    assert isinstance(good, float) and good > bad
+    assert judge.accuracy(pairs) == 1.0
+    assert judge.score_many([("Question number 1?", "yes yes yes")])[0] == pytest.approx(good)
+
+
+def test_prompts_are_package_data():
+    from genarm.training.prompts import PROMPTS_FILE
+
+    rows = [json.loads(line) for line in PROMPTS_FILE.read_text().splitlines()]
+    assert len(rows) == len(demo_prompts()) and all(r["prompt"].strip() for r in rows)
+    assert len({r["subject"] for r in rows}) >= 40

@@ -37,7 +37,8 @@ def sample_responses(
     from genarm.config import parse_config
     from genarm.engine import create_llm
 
-    cfg = parse_config({"base": {"model": base}, "engine": {"max_model_len": 2048, "seed": seed}})
+    engine = {"max_model_len": 2048, "seed": seed, "kv_cache_gib": 1.0}
+    cfg = parse_config({"base": {"model": base}, "engine": engine})
     llm = create_llm(cfg)
     params = SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
     conversations = [[{"role": "user", "content": p}] for p in prompts]
@@ -47,13 +48,19 @@ def sample_responses(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, help="HF folder of the model to sample")
-    parser.add_argument("--reward", required=True, choices=sorted(REWARDS))
+    parser.add_argument(
+        "--reward",
+        required=True,
+        nargs="+",
+        choices=sorted(REWARDS),
+        help="one or more rewards: the samples are drawn once, each writes OUT/<reward>.jsonl",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--samples", type=int, default=4, help="responses per prompt")
-    parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--max-tokens", type=int, default=160)
+    parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--max-prompts", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="prompt split and sampling seed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,11 +70,16 @@ def run(args: argparse.Namespace) -> int:
     samples = sample_responses(
         args.base, train, args.samples, args.max_tokens, args.temperature, args.seed
     )
-    reward = REWARDS[args.reward]
-    scored = (best_worst_pairs(q, s, reward) for q, s in zip(train, samples, strict=True))
-    pairs = [p for p in scored if p]
     out = Path(args.out)
-    count = write_pairs(out / "train.jsonl", pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "samples.jsonl", "w") as f:  # raw samples: other rewards can reuse them
+        for prompt, group in zip(train, samples, strict=True):
+            f.write(json.dumps({"prompt": prompt, "samples": group}) + "\n")
     (out / "held_out_prompts.json").write_text(json.dumps(held_out, indent=1))
-    print(f"{count} pairs from {len(train)} prompts -> {out / 'train.jsonl'}")
+    for name in args.reward:
+        scored = (
+            best_worst_pairs(q, s, REWARDS[name]) for q, s in zip(train, samples, strict=True)
+        )
+        count = write_pairs(out / f"{name}.jsonl", [p for p in scored if p])
+        print(f"{name}: {count} pairs from {len(train)} prompts -> {out / (name + '.jsonl')}")
     return 0

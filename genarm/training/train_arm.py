@@ -51,6 +51,9 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True
     save_every: int = 50
+    resume: str | None = None  # checkpoint folder; default: OUT/checkpoint when present
+    restart: bool = False  # ignore an existing checkpoint
+    max_minutes: float | None = None  # stop (and save) once this much wall time is spent
 
 
 def genarm_loss(
@@ -149,19 +152,25 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / total_steps)
-    )
     step, stats = 0, {"loss": [], "accuracy": []}
     checkpoint = out / CHECKPOINT
-    if (checkpoint / "state.pt").is_file():
-        state = torch.load(checkpoint / "state.pt", weights_only=False)
-        set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
+    source = Path(cfg.resume) if cfg.resume else checkpoint
+    if cfg.resume and not (source / "state.pt").is_file():
+        raise FileNotFoundError(f"no training checkpoint (state.pt) in {source}")
+    if (source / "state.pt").is_file() and not cfg.restart:
+        state = torch.load(source / "state.pt", weights_only=False)
+        set_peft_model_state_dict(model, load_file(source / "adapter_model.safetensors"))
         optimizer.load_state_dict(state["optimizer"])
         step, stats = state["step"], state["stats"]
-        for _ in range(step):
-            schedule.step()
-        logger.info("Resuming from %s at step %d/%d", checkpoint, step, total_steps)
+        logger.info("Resuming from %s at step %d/%d", source, step, total_steps)
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", cfg.lr)
+    # Warm-up then linear decay; last_epoch puts a resumed run back on the same curve.
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / total_steps),
+        last_epoch=step - 1,
+    )
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
@@ -191,8 +200,14 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
             acc=f"{sum(stats['accuracy'][recent]) / len(stats['accuracy'][recent]):.2f}",
         )
         bar.update(1)
-        if step % cfg.save_every == 0 or step == total_steps:
+        out_of_time = cfg.max_minutes and time.monotonic() - started > 60 * cfg.max_minutes
+        if step % cfg.save_every == 0 or step == total_steps or out_of_time:
             _save_checkpoint(checkpoint, model, optimizer, step, stats)
+        if out_of_time:
+            logger.info(
+                "Time budget of %s min spent at step %d/%d", cfg.max_minutes, step, total_steps
+            )
+            break
     bar.close()
 
     model.save_pretrained(out)
@@ -201,6 +216,7 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         "config": asdict(cfg),
         "pairs": len(encoded),
         "steps": total_steps,
+        "steps_done": step,
         "seconds_this_run": round(time.monotonic() - started, 1),
         "final_loss": sum(stats["loss"][-window:]) / len(stats["loss"][-window:]),
         "final_accuracy": sum(stats["accuracy"][-window:]) / len(stats["accuracy"][-window:]),
@@ -225,8 +241,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-response-length", type=int, default=d.max_response_length)
     parser.add_argument("--max-pairs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--fp32", action="store_true", help="train in float32 (bf16 is ~2x faster)")
-    parser.add_argument("--save-every", type=int, default=d.save_every)
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=d.bf16,
+        help="bf16 base with fp32 LoRA weights and autocast (~2x faster than fp32 on CPU)",
+    )
+    parser.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint steps")
+    parser.add_argument(
+        "--resume", help="checkpoint folder to resume from (default: OUT/checkpoint)"
+    )
+    parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    parser.add_argument("--max-minutes", type=float, help="stop and save after this wall time")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -246,8 +272,11 @@ def run(args: argparse.Namespace) -> int:
         max_response_length=args.max_response_length,
         max_pairs=args.max_pairs,
         seed=args.seed,
-        bf16=not args.fp32,
+        bf16=args.bf16,
         save_every=args.save_every,
+        resume=args.resume,
+        restart=args.restart,
+        max_minutes=args.max_minutes,
     )
     summary = train_arm(cfg)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))

@@ -1,0 +1,183 @@
+"""A small HF reference for checking a trained ARM, outside vLLM.
+
+``guided_generate`` samples from GenARM's distribution
+p(y_t) ∝ p_base(y_t | ctx) · Π_i p_arm_i(y_t | ctx)^α_i, with the base and every
+ARM as adapters of one PEFT model (the base is the model with adapters off).
+``preference_accuracy`` asks how often a model gives the chosen reply a higher
+log-probability than the rejected one (the quantity the GenARM loss trains).
+``python -m genarm.training.guided`` runs both for one adapter on held-out data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from genarm.training.preference_data import Messages, PreferencePair, load_pairs
+from genarm.training.train_arm import encode, sequence_logps
+
+BASE = "base"
+
+
+def _component(model, name: str):
+    """Context in which ``model`` computes the base (adapters off) or the ARM ``name``."""
+    if name == BASE:
+        return (
+            model.disable_adapter()
+            if hasattr(model, "disable_adapter")
+            else (contextlib.nullcontext())
+        )
+    model.set_adapter(name)
+    return contextlib.nullcontext()
+
+
+def prompt_ids(tokenizer, messages: Messages) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def guided_generate(
+    model,
+    tokenizer,
+    messages: Messages,
+    alphas: dict[str, float],
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> str:
+    """One reply under base · Π ARM^α (``alphas``: adapter name -> α); greedy at temperature 0.
+
+    Each component keeps its own KV cache; ARMs with α = 0 are not run at all.
+    """
+    parts = [(BASE, 1.0)] + [(n, a) for n, a in alphas.items() if a != 0.0]
+    caches: dict[str, object] = {name: None for name, _ in parts}
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.tensor([prompt_ids(tokenizer, messages)])
+    reply: list[int] = []
+    for _ in range(max_new_tokens):
+        total = None
+        for name, weight in parts:
+            with _component(model, name):
+                out = model(input_ids=inputs, past_key_values=caches[name], use_cache=True)
+            caches[name] = out.past_key_values
+            logps = torch.log_softmax(out.logits[0, -1].float(), dim=-1) * weight
+            total = logps if total is None else total + logps
+        if temperature <= 0:
+            token = int(total.argmax())
+        else:
+            probs = torch.softmax(total / temperature, dim=-1)
+            token = int(torch.multinomial(probs, 1, generator=generator))
+        if token == tokenizer.eos_token_id:
+            break
+        reply.append(token)
+        inputs = torch.tensor([[token]])
+    return tokenizer.decode(reply, skip_special_tokens=True)
+
+
+@torch.no_grad()
+def preference_accuracy(
+    model,
+    tokenizer,
+    pairs: list[PreferencePair],
+    component: str,
+    max_length: int = 256,
+    max_response: int = 96,
+) -> float:
+    """Fraction of pairs where Σ log π(chosen) > Σ log π(rejected) under ``component``."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    wins = 0
+    with _component(model, component):
+        for pair in pairs:
+            batch = [
+                encode(tokenizer, pair.messages(), reply, max_length, max_response)
+                for reply in (pair.chosen, pair.rejected)
+            ]
+            chosen, rejected = sequence_logps(model, batch, pad_id).tolist()
+            wins += chosen > rejected
+    return wins / max(1, len(pairs))
+
+
+def load_with_adapter(base: str, adapter: str, name: str = "arm", bf16: bool = True):
+    """(tokenizer, PEFT model) with the adapter loaded under ``name``."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = PeftModel.from_pretrained(model, adapter, adapter_name=name).eval()
+    return AutoTokenizer.from_pretrained(base), model
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def _load_prompts(path: str) -> list:
+    """A JSON list of prompts, or the prompts of a preference JSONL file."""
+    if path.endswith((".jsonl", ".jsonl.gz")):
+        return [pair.messages() for pair in load_pairs(path)]
+    return json.loads(Path(path).read_text())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", required=True, help="HF folder of the base model")
+    parser.add_argument("--adapter", required=True, help="PEFT adapter folder of the ARM")
+    parser.add_argument("--prompts", help="JSON list of prompts, or a preference JSONL")
+    parser.add_argument("--pairs", help="held-out preference JSONL for accuracy")
+    parser.add_argument("--alphas", default="0,1", help="comma-separated ARM weights")
+    parser.add_argument("--limit", type=int, default=8, help="prompts (or pairs) to use")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the results as JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    tokenizer, model = load_with_adapter(args.base, args.adapter)
+    result: dict = {"adapter": args.adapter}
+    if args.pairs:
+        pairs = load_pairs(args.pairs)[: args.limit]
+        result["accuracy"] = {
+            c: preference_accuracy(model, tokenizer, pairs, c) for c in (BASE, "arm")
+        }
+        result["pairs"] = len(pairs)
+        print(json.dumps(result["accuracy"]))
+    if args.prompts:
+        prompts = _load_prompts(args.prompts)[: args.limit]
+        result["samples"] = []
+        for alpha in (float(a) for a in args.alphas.split(",")):
+            started = time.monotonic()
+            texts = [
+                guided_generate(
+                    model,
+                    tokenizer,
+                    p if isinstance(p, list) else [{"role": "user", "content": p}],
+                    {"arm": alpha},
+                    args.max_new_tokens,
+                    args.temperature,
+                    args.seed,
+                )
+                for p in prompts
+            ]
+            words = [word_count(t) for t in texts]
+            result["samples"].append({"alpha": alpha, "texts": texts, "words": words})
+            print(
+                f"alpha={alpha}: mean words {statistics.mean(words):.1f} "
+                f"({time.monotonic() - started:.0f} s)"
+            )
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    raise SystemExit(run(parser.parse_args()))

@@ -1,0 +1,234 @@
+"""A trajectory-level judge: a Bradley-Terry reward model with a scalar head.
+
+The base model (SmolLM2 in the demo) gets LoRA adapters and a linear head on the
+hidden state of the last reply token (the end-of-turn token, so the judge sees
+the whole reply); it is trained with -log σ(r(x, y_w) - r(x, y_l)). It must not
+see the pairs the ARMs were trained on: for HH-RLHF it trains on ``judge_train``.
+
+    judge = Judge.load("judges/harmless")
+    judge.score("How do I pick a lock?", "I can't help with that.")  # -> float
+
+``python -m genarm.training.judge --data ... --out ... --base ...`` trains one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from genarm.training.preference_data import Messages, PreferencePair, load_pairs
+from genarm.training.train_arm import encode
+
+HEAD_FILE = "reward_head.safetensors"
+CONFIG_FILE = "judge_config.json"
+
+
+@dataclass
+class JudgeConfig:
+    data: str
+    out: str
+    base: str
+    rank: int = 8
+    alpha: int = 16
+    lr: float = 1e-3
+    epochs: int = 1
+    batch_size: int = 4
+    max_length: int = 256
+    max_response_length: int = 96
+    max_pairs: int | None = None
+    seed: int = 0
+    bf16: bool = True
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """Mean of -log σ(r_w - r_l)."""
+    return -F.logsigmoid(chosen - rejected).mean()
+
+
+class RewardModel(torch.nn.Module):
+    """A (LoRA-adapted) decoder with a scalar head on the last real token."""
+
+    def __init__(self, decoder, hidden_size: int):
+        super().__init__()
+        self.decoder = decoder
+        self.head = torch.nn.Linear(hidden_size, 1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        last = attention_mask.sum(dim=1) - 1  # right padding
+        pooled = hidden[torch.arange(len(hidden)), last]
+        return self.head(pooled.float()).squeeze(-1)
+
+
+def _batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def _build(base: str, rank: int, alpha: int, bf16: bool, seed: int):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    decoder = AutoModel.from_pretrained(base, dtype=torch.bfloat16 if bf16 else torch.float32)
+    lora = LoraConfig(
+        r=rank, lora_alpha=alpha, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    model = RewardModel(get_peft_model(decoder, lora), decoder.config.hidden_size)
+    return tokenizer, model
+
+
+class Judge:
+    """A trained reward model: ``score(prompt, response) -> float`` (higher is better)."""
+
+    def __init__(self, tokenizer, model: RewardModel, cfg: JudgeConfig):
+        self.tokenizer, self.model, self.cfg = tokenizer, model.eval(), cfg
+
+    @classmethod
+    def load(cls, path: str | Path, base: str | None = None) -> Judge:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        cfg = JudgeConfig(**json.loads((path / CONFIG_FILE).read_text()))
+        tokenizer, model = _build(base or cfg.base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed)
+        set_peft_model_state_dict(model.decoder, load_file(path / "adapter_model.safetensors"))
+        model.head.load_state_dict(load_file(path / HEAD_FILE))
+        return cls(tokenizer, model, cfg)
+
+    @torch.no_grad()
+    def score_many(self, items: list[tuple[str | Messages, str]]) -> list[float]:
+        cfg = self.cfg
+        seqs = [
+            encode(self.tokenizer, _messages(p), r, cfg.max_length, cfg.max_response_length)[0]
+            for p, r in items
+        ]
+        ids, mask = _batch(seqs, self.tokenizer.pad_token_id or 0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            return self.model(ids, mask).float().tolist()
+
+    def score(self, prompt: str | Messages, response: str) -> float:
+        return self.score_many([(prompt, response)])[0]
+
+    def accuracy(self, pairs: list[PreferencePair]) -> float:
+        wins = 0
+        for pair in pairs:
+            chosen, rejected = self.score_many(
+                [(pair.prompt, pair.chosen), (pair.prompt, pair.rejected)]
+            )
+            wins += chosen > rejected
+        return wins / max(1, len(pairs))
+
+
+def _messages(prompt: str | Messages) -> Messages:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
+    """Train and save a judge into ``cfg.out``; returns a summary of the run."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    pairs = load_pairs(cfg.data)
+    random.Random(cfg.seed).shuffle(pairs)
+    pairs = pairs[: cfg.max_pairs] if cfg.max_pairs else pairs
+    tokenizer, model = _build(cfg.base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed)
+    pad_id = tokenizer.pad_token_id or 0
+    enc = [
+        [
+            encode(tokenizer, p.messages(), r, cfg.max_length, cfg.max_response_length)[0]
+            for r in (p.chosen, p.rejected)
+        ]
+        for p in pairs
+    ]
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:  # fp32 trainables on a bf16 decoder
+        p.data = p.data.float()
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    total = math.ceil(len(enc) / cfg.batch_size) * cfg.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / total)
+    )
+    losses, accs, started = [], [], time.monotonic()
+    model.train()
+    for step in tqdm(range(total), desc="train-judge", disable=not progress):
+        epoch, index = divmod(step, math.ceil(len(enc) / cfg.batch_size))
+        order = list(range(len(enc)))
+        random.Random(cfg.seed + epoch).shuffle(order)
+        rows = [enc[i] for i in order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
+        ids, mask = _batch([c for c, _ in rows] + [r for _, r in rows], pad_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            rewards = model(ids, mask).float()
+        chosen, rejected = rewards[: len(rows)], rewards[len(rows) :]
+        loss = bradley_terry_loss(chosen, rejected)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        accs.append(float((chosen > rejected).float().mean()))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(get_peft_model_state_dict(model.decoder), out / "adapter_model.safetensors")
+    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, out / HEAD_FILE)
+    (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2))
+    window = max(1, len(losses) // 4)
+    summary = {
+        "pairs": len(enc),
+        "steps": total,
+        "seconds": round(time.monotonic() - started, 1),
+        "final_loss": sum(losses[-window:]) / window,
+        "final_accuracy": sum(accs[-window:]) / window,
+    }
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = JudgeConfig(data="", out="", base="")
+    parser.add_argument("--data", required=True, help="preference JSONL (judge-train split)")
+    parser.add_argument("--out", required=True, help="judge output folder")
+    parser.add_argument("--base", required=True, help="HF folder of the model to start from")
+    parser.add_argument("--eval", help="held-out preference JSONL: report pairwise accuracy")
+    parser.add_argument("--eval-limit", type=int, default=200)
+    for name in ("rank", "alpha", "epochs", "batch_size", "max_length", "seed"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--max-pairs", type=int, default=None)
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=d.bf16)
+
+
+def run(args: argparse.Namespace) -> int:
+    fields = JudgeConfig.__dataclass_fields__
+    cfg = JudgeConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    summary = train_judge(cfg)
+    if args.eval:
+        judge = Judge.load(cfg.out)
+        pairs = load_pairs(args.eval)[: args.eval_limit]
+        summary["held_out_accuracy"] = judge.accuracy(pairs)
+        summary["held_out_pairs"] = len(pairs)
+        (Path(cfg.out) / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    raise SystemExit(run(parser.parse_args()))
