@@ -543,14 +543,15 @@ def test_api_keys(server, model_id):
 
 
 def test_disconnect_mid_stream_aborts_the_request(server):
-    body = {**CHAT, "max_tokens": 400, "ignore_eos": True, "stream": True}
+    body = {**CHAT, "max_tokens": 480, "ignore_eos": True, "stream": True}
     with httpx.stream(
         "POST", f"{server.base_url}/chat/completions", json=body, headers=AUTH, timeout=60
     ) as response:
         lines = response.iter_lines()
         chunks = [next(lines) for _ in range(6)]
         assert any(line.startswith("data: ") for line in chunks)
-        assert server.metric("vllm:num_requests_running") == 1
+        # The server's own count is exact at once; vLLM's gauge is refreshed with its stats.
+        assert server.metric("genarm_requests_running") == 1
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if server.metric("genarm_requests_running") == 0 and (
