@@ -550,8 +550,8 @@ def test_disconnect_mid_stream_aborts_the_request(server):
         lines = response.iter_lines()
         chunks = [next(lines) for _ in range(6)]
         assert any(line.startswith("data: ") for line in chunks)
-        # The server's own count is exact at once; vLLM's gauge is refreshed with its stats.
-        assert server.metric("genarm_requests_running") == 1
+        # No "still running" check here: on an idle machine the tiny model can finish
+        # all 480 tokens before the client has read six lines.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if server.metric("genarm_requests_running") == 0 and (
