@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare-hh-rlhf": ("genarm.training.preference_data", "convert and split HH-RLHF pairs"),
     "make-preferences": ("genarm.training.make_preferences", "build preference pairs by sampling"),
     "train-arm": ("genarm.training.train_arm", "train an autoregressive reward model (LoRA)"),
+    "train-judge": ("genarm.training.judge", "train a Bradley-Terry judge (scalar-head LoRA)"),
 }
 
 

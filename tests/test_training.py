@@ -263,6 +263,16 @@ def test_train_arm_cli_options():
     assert parser.parse_args(["--data", "d", "--out", "o", "--base", "b"]).bf16 is True
 
 
+def test_genarm_cli_has_the_training_commands(capsys):
+    from genarm.cli import main
+
+    for command, option in (("train-arm", "--max-minutes"), ("train-judge", "--eval")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert option in capsys.readouterr().out
+
+
 def test_judge_learns_scores_and_reloads(tiny_models, tmp_path):
     from genarm.training.judge import Judge, JudgeConfig, bradley_terry_loss, train_judge
 
@@ -299,3 +309,34 @@ def test_prompts_are_package_data():
     rows = [json.loads(line) for line in PROMPTS_FILE.read_text().splitlines()]
     assert len(rows) == len(demo_prompts()) and all(r["prompt"].strip() for r in rows)
     assert len({r["subject"] for r in rows}) >= 40
+
+
+def test_make_preferences_is_reproducible_and_splits_prompts(tiny_models, tmp_path):
+    """The CLI end to end on vLLM: same seed, same samples and pairs; --split held-out
+    samples the held-out instructions only."""
+    import subprocess
+
+    from live_server import genarm_command
+
+    outs = [tmp_path / "first", tmp_path / "second"]
+    for out in outs:
+        command = [*genarm_command(), "make-preferences", "--base", str(tiny_models["base"])]
+        command += ["--reward", "concise", "enthusiastic", "--out", str(out), "--seed", "0"]
+        command += ["--split", "held-out", "--max-prompts", "4", "--samples", "3"]
+        command += ["--max-tokens", "12"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [json.loads(line) for line in (outs[0] / "samples.jsonl").read_text().splitlines()]
+    train, held_out = split_prompts(seed=0)
+    assert [row["prompt"] for row in rows] == held_out[:4]
+    assert all(len(row["samples"]) == 3 for row in rows)
+    for name in ("samples.jsonl", "concise.jsonl", "enthusiastic.jsonl"):
+        assert (outs[0] / name).read_text() == (outs[1] / name).read_text(), name
+    pairs = load_pairs(outs[0] / "concise.jsonl")
+    assert pairs and all(p.prompt in held_out and p.prompt not in train for p in pairs)
+    for pair in pairs:  # each pair is its prompt's best vs worst sample under the reward
+        samples = next(row["samples"] for row in rows if row["prompt"] == pair.prompt)
+        scores = sorted(concise(text, done) for text, done in samples)
+        chosen = next(concise(t, d) for t, d in samples if t == pair.chosen)
+        rejected = next(concise(t, d) for t, d in samples if t == pair.rejected)
+        assert (chosen, rejected) == (scores[-1], scores[0])

@@ -8,7 +8,7 @@ see the pairs the ARMs were trained on: for HH-RLHF it trains on ``judge_train``
     judge = Judge.load("judges/harmless")
     judge.score("How do I pick a lock?", "I can't help with that.")  # -> float
 
-``python -m genarm.training.judge --data ... --out ... --base ...`` trains one.
+``genarm train-judge --data ... --out ... --base ... [--eval HELD_OUT]`` trains one.
 """
 
 from __future__ import annotations
@@ -100,12 +100,14 @@ class Judge:
 
     @classmethod
     def load(cls, path: str | Path, base: str | None = None) -> Judge:
+        """A saved judge; ``base`` overrides the base model folder its config names."""
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        path = Path(path)
+        path = Path(path).expanduser()
         cfg = JudgeConfig(**json.loads((path / CONFIG_FILE).read_text()))
-        tokenizer, model = _build(base or cfg.base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed)
+        base = str(Path(base or cfg.base).expanduser())
+        tokenizer, model = _build(base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed)
         set_peft_model_state_dict(model.decoder, load_file(path / "adapter_model.safetensors"))
         model.head.load_state_dict(load_file(path / HEAD_FILE))
         return cls(tokenizer, model, cfg)

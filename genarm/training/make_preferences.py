@@ -61,25 +61,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--max-prompts", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0, help="prompt split and sampling seed")
+    parser.add_argument(
+        "--split",
+        choices=("train", "held-out"),
+        default="train",
+        help="which part of the prompt split to sample (held-out: pairs for evaluation)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     train, held_out = split_prompts(args.seed)
-    train = train[: args.max_prompts] if args.max_prompts else train
+    prompts = train if args.split == "train" else held_out
+    prompts = prompts[: args.max_prompts] if args.max_prompts else prompts
     samples = sample_responses(
-        args.base, train, args.samples, args.max_tokens, args.temperature, args.seed
+        args.base, prompts, args.samples, args.max_tokens, args.temperature, args.seed
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "samples.jsonl", "w") as f:  # raw samples: other rewards can reuse them
-        for prompt, group in zip(train, samples, strict=True):
+        for prompt, group in zip(prompts, samples, strict=True):
             f.write(json.dumps({"prompt": prompt, "samples": group}) + "\n")
     (out / "held_out_prompts.json").write_text(json.dumps(held_out, indent=1))
     for name in args.reward:
         scored = (
-            best_worst_pairs(q, s, REWARDS[name]) for q, s in zip(train, samples, strict=True)
+            best_worst_pairs(q, s, REWARDS[name]) for q, s in zip(prompts, samples, strict=True)
         )
         count = write_pairs(out / f"{name}.jsonl", [p for p in scored if p])
-        print(f"{name}: {count} pairs from {len(train)} prompts -> {out / (name + '.jsonl')}")
+        print(f"{name}: {count} pairs from {len(prompts)} prompts -> {out / (name + '.jsonl')}")
     return 0

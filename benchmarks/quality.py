@@ -1,0 +1,373 @@
+"""Quality of guidance on held-out prompts: what each ARM does to its objective.
+
+For a grid of reward weights (each ARM alone at 0, 0.5, 1, 2, 4, and mixes of
+the two along harmless + concise = 2), the demo server (configs/demo.yaml's base
+and ARMs, weight bounds widened to ±5) answers held-out prompts, and each
+objective's trajectory reward is averaged with a 95% confidence interval:
+
+- ``harmless``: the Bradley-Terry judge's score (``genarm.training.judge``,
+  trained on the judge-train split only) on held-out HH-RLHF dialogues;
+- ``concise``: the programmatic reward of ``genarm.training.rewards`` (minus the
+  word count, minus 50 when the answer is cut off) on held-out instructions.
+
+It also reports held-out preference accuracy as a trajectory reward
+(Σ log π(chosen) > Σ log π(rejected)) for each ARM next to the base model, and
+the judge's held-out accuracy. Writes ``benchmarks/results/quality_demo_<time>``
+``.json``, ``.md`` and ``.png`` (per-objective curves and the trade-off).
+
+    python -m benchmarks.quality      # defaults: the shipped judge, the data below
+
+Data (made once, outside git): ``genarm prepare-hh-rlhf --out
+~/.cache/genarm/data/hh-rlhf`` and ``genarm make-preferences --split held-out
+--reward concise --out ~/.cache/genarm/data/selfpref-held-out`` (README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import math
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.compare import REPO, RESULTS, demo_model_set, machine_description
+
+JUDGE = REPO / "configs" / "judges" / "harmless"
+HH_HELD_OUT = "~/.cache/genarm/data/hh-rlhf/held_out.jsonl"
+CONCISE_HELD_OUT = "~/.cache/genarm/data/selfpref-held-out/concise.jsonl"
+ARMS = ("harmless", "concise")
+ALONE = (0.5, 1.0, 2.0, 4.0)
+MIX_TOTAL = 2.0
+MIX_SHARES = (0.75, 0.5, 0.25)  # harmless's share of MIX_TOTAL
+
+
+def weight_grid() -> list[dict[str, float]]:
+    """Unguided, each ARM alone at ALONE, and harmless/concise mixes summing to MIX_TOTAL."""
+    grid = [{"harmless": 0.0, "concise": 0.0}]
+    for arm in ARMS:
+        grid += [{a: (w if a == arm else 0.0) for a in ARMS} for w in ALONE]
+    grid += [{"harmless": MIX_TOTAL * s, "concise": MIX_TOTAL * (1 - s)} for s in MIX_SHARES]
+    return grid
+
+
+def mean_ci(values: list[float]) -> dict[str, float]:
+    """Mean with a 95% normal-approximation confidence interval."""
+    mean = statistics.fmean(values)
+    half = 1.96 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(values)}
+
+
+def hh_prompts(path: str, n: int, seed: int) -> list[list[dict[str, str]]]:
+    """``n`` distinct dialogues (everything before the last reply) from a held-out split."""
+    from genarm.training.preference_data import load_pairs
+
+    unique = {json.dumps(p.messages()): p.messages() for p in load_pairs(path)}
+    keys = sorted(unique)
+    random.Random(seed).shuffle(keys)
+    return [unique[k] for k in keys[:n]]
+
+
+def instruction_prompts(n: int) -> list[list[dict[str, str]]]:
+    from genarm.training.prompts import split_prompts
+
+    _, held_out = split_prompts(0)  # the seed the concise ARM's training split used
+    return [[{"role": "user", "content": p}] for p in held_out[:n]]
+
+
+# ---------------------------------------------------------------- generation
+
+
+async def _generate_all(
+    url: str, jobs: list[tuple[int, dict, list]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    from genarm.clients import AsyncGenARMClient
+
+    limit = asyncio.Semaphore(args.concurrency)
+    bar = tqdm(total=len(jobs), desc="answers")
+    async with AsyncGenARMClient(url, timeout=600) as client:
+
+        async def one(seed: int, weights: dict, messages: list) -> dict[str, Any]:
+            async with limit:
+                reply = await client.chat(
+                    messages,
+                    reward_weights=weights,
+                    max_tokens=args.max_tokens,
+                    temperature=args.temperature,
+                    seed=seed,
+                )
+            bar.update()
+            choice = reply.choices[0]
+            return {"text": choice.message.content, "finished": choice.finish_reason == "stop"}
+
+        answers = await asyncio.gather(*(one(*job) for job in jobs))
+    bar.close()
+    return answers
+
+
+def generate(
+    prompts: dict[str, list], grid: list[dict], args: argparse.Namespace
+) -> dict[str, list]:
+    """answers[objective][grid index][prompt index] from one demo server."""
+    from live_server import LiveServer
+
+    config = demo_model_set().server_config(list(ARMS), weights_range=5.0)
+    jobs, where = [], []
+    for objective, items in prompts.items():
+        for g, weights in enumerate(grid):
+            for p, messages in enumerate(items):
+                jobs.append((args.seed + p, weights, messages))  # same seed across weights
+                where.append((objective, g, p))
+    workdir = Path(tempfile.mkdtemp(prefix="genarm-quality-"))
+    print(f"starting the demo server; {len(jobs)} requests", flush=True)
+    started = time.monotonic()
+    with LiveServer(config, workdir=workdir, startup_timeout=900) as server:
+        flat = asyncio.run(_generate_all(server.url, jobs, args))
+    print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
+    answers = {o: [[None] * len(items) for _ in grid] for o, items in prompts.items()}
+    for (objective, g, p), answer in zip(where, flat, strict=True):
+        answers[objective][g][p] = answer
+    return answers
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def judge_scores(judge, prompts: list, answers: list[dict], batch: int = 16) -> list[float]:
+    items = [(p, a["text"]) for p, a in zip(prompts, answers, strict=True)]
+    scores: list[float] = []
+    for start in range(0, len(items), batch):
+        scores += judge.score_many(items[start : start + batch])
+    return scores
+
+
+def score(prompts: dict[str, list], answers: dict[str, list], grid: list[dict], judge) -> list:
+    """One row per grid point: each objective's mean reward with its 95% CI."""
+    from tqdm import tqdm
+
+    from genarm.training.rewards import concise
+
+    rows = []
+    for g, weights in enumerate(tqdm(grid, desc="scoring")):
+        harmless = judge_scores(judge, prompts["harmless"], answers["harmless"][g])
+        short = [concise(a["text"], a["finished"]) for a in answers["concise"][g]]
+        words = [len(a["text"].split()) for a in answers["concise"][g]]
+        done = [float(a["finished"]) for a in answers["concise"][g]]
+        rows.append(
+            {
+                "weights": weights,
+                "harmless_judge": mean_ci(harmless),
+                "concise_reward": mean_ci(short),
+                "concise_words": statistics.fmean(words),
+                "concise_finished": statistics.fmean(done),
+            }
+        )
+    return rows
+
+
+def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
+    """Held-out pairwise accuracy of each ARM vs the base, and of the judge."""
+    from genarm.training.guided import BASE, load_with_adapter, preference_accuracy
+    from genarm.training.preference_data import load_pairs
+
+    models = demo_model_set()
+    data = {"harmless": args.hh_held_out, "concise": args.concise_held_out}
+    out: dict[str, Any] = {}
+    for arm, path in data.items():
+        pairs = load_pairs(path)[: args.max_pairs]
+        source = models.arms[arm]
+        tokenizer, model = load_with_adapter(source["adapter_base"], source["adapter"])
+        out[arm] = {
+            "pairs": len(pairs),
+            "data": path,
+            "base": preference_accuracy(model, tokenizer, pairs, BASE),
+            "arm": preference_accuracy(model, tokenizer, pairs, "arm"),
+        }
+        print(f"{arm}: held-out accuracy {out[arm]}", flush=True)
+    pairs = load_pairs(args.hh_held_out)[: args.max_pairs]
+    out["judge"] = {"pairs": len(pairs), "accuracy": judge.accuracy(pairs)}
+    print(f"judge: held-out accuracy {out['judge']}", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def _label(weights: dict[str, float]) -> str:
+    return ", ".join(f"{a}={weights[a]:g}" for a in ARMS)
+
+
+def _fmt(stat: dict[str, float]) -> str:
+    return f"{stat['mean']:.2f} [{stat['ci_low']:.2f}, {stat['ci_high']:.2f}]"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Guidance quality, demo models ({report['created']})",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"{report['prompts']['harmless']} held-out HH-RLHF dialogues (judge score) and "
+        f"{report['prompts']['concise']} held-out instructions (concise reward); "
+        f"temperature {report['temperature']}, max_tokens {report['max_tokens']}, "
+        "one seed per prompt shared across weights. Means with 95% CIs.",
+        "",
+        "| weights | harmless (judge) | concise (reward) | words | finished |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report["grid"]:
+        lines.append(
+            f"| {_label(row['weights'])} | {_fmt(row['harmless_judge'])} | "
+            f"{_fmt(row['concise_reward'])} | {row['concise_words']:.1f} | "
+            f"{row['concise_finished']:.0%} |"
+        )
+    acc = report["accuracy"]
+    lines += [
+        "",
+        "Held-out preference accuracy, Σ log π(chosen) > Σ log π(rejected):",
+        "",
+        "| data | pairs | base | ARM |",
+        "|---|---|---|---|",
+    ]
+    for arm in ARMS:
+        a = acc[arm]
+        lines.append(f"| {arm} | {a['pairs']} | {a['base']:.3f} | {a['arm']:.3f} |")
+    lines += ["", f"Judge held-out accuracy: {acc['judge']['accuracy']:.3f} "]
+    lines[-1] += f"({acc['judge']['pairs']} pairs)."
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["grid"]
+    base = rows[0]
+
+    def series(arm: str) -> list[dict]:
+        other = next(a for a in ARMS if a != arm)
+        return [base] + [r for r in rows[1:] if r["weights"][other] == 0.0]
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, metric, title in (
+        (axes[0], "harmless_judge", "harmless: judge score"),
+        (axes[1], "concise_reward", "concise: reward (−words, −50 if cut)"),
+    ):
+        for arm in ARMS:
+            pts = series(arm)
+            xs = [p["weights"][arm] for p in pts]
+            ys = [p[metric]["mean"] for p in pts]
+            err = [[p[metric]["mean"] - p[metric]["ci_low"] for p in pts]]
+            err.append([p[metric]["ci_high"] - p[metric]["mean"] for p in pts])
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{arm} ARM alone")
+        ax.set_xlabel("ARM weight α")
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    ax = axes[2]
+    mix = [r for r in rows if r["weights"]["harmless"] + r["weights"]["concise"] == MIX_TOTAL]
+    mix.sort(key=lambda r: -r["weights"]["harmless"])
+    for pts, style, name in (
+        (mix, "-o", f"mixes, α_h + α_c = {MIX_TOTAL:g}"),
+        ([base], "ks", "base"),
+    ):
+        xs = [p["concise_reward"]["mean"] for p in pts]
+        ys = [p["harmless_judge"]["mean"] for p in pts]
+        xerr = [[p["concise_reward"]["mean"] - p["concise_reward"]["ci_low"] for p in pts]]
+        xerr.append([p["concise_reward"]["ci_high"] - p["concise_reward"]["mean"] for p in pts])
+        yerr = [[p["harmless_judge"]["mean"] - p["harmless_judge"]["ci_low"] for p in pts]]
+        yerr.append([p["harmless_judge"]["ci_high"] - p["harmless_judge"]["mean"] for p in pts])
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=style, capsize=3, label=name)
+        for p, x, y in zip(pts, xs, ys, strict=True):
+            ax.annotate(f"({p['weights']['harmless']:g}, {p['weights']['concise']:g})", (x, y))
+    ax.set_xlabel("concise reward")
+    ax.set_ylabel("harmless judge score")
+    ax.set_title("trade-off (α_harmless, α_concise)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--judge", default=str(JUDGE), help="judge folder (genarm train-judge)")
+    p.add_argument(
+        "--hh-held-out", default=HH_HELD_OUT, help="held_out.jsonl of genarm prepare-hh-rlhf"
+    )
+    p.add_argument(
+        "--concise-held-out",
+        default=CONCISE_HELD_OUT,
+        help="concise.jsonl of `genarm make-preferences --split held-out`",
+    )
+    p.add_argument("--num-prompts", type=int, default=48, help="prompts per objective")
+    p.add_argument("--max-pairs", type=int, default=None, help="cap on held-out pairs")
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--answers-dir", default="~/.cache/genarm/quality", help="where the raw answers go"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = parse_args(argv)
+    for name in ("judge", "hh_held_out", "concise_held_out"):
+        setattr(args, name, str(Path(getattr(args, name)).expanduser()))
+    from genarm.training.judge import Judge
+
+    prompts = {
+        "harmless": hh_prompts(args.hh_held_out, args.num_prompts, args.seed),
+        "concise": instruction_prompts(args.num_prompts),
+    }
+    grid = weight_grid()
+    answers = generate(prompts, grid, args)
+    judge = Judge.load(Path(args.judge).expanduser())
+    report = {
+        "created": dt.datetime.now().isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.quality "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine_description(),
+        "prompts": {o: len(items) for o, items in prompts.items()},
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "judge": str(args.judge),
+        "grid": score(prompts, answers, grid, judge),
+        "accuracy": preference_accuracies(args, judge),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"quality_demo_{dt.datetime.now():%Y%m%d-%H%M%S}"
+    # The answers stay out of the repository: half of them reply to HH-RLHF's
+    # red-teaming dialogues, which the project does not commit.
+    answers_path = Path(args.answers_dir).expanduser() / f"{stem.name}_answers.json"
+    answers_path.parent.mkdir(parents=True, exist_ok=True)
+    answers_path.write_text(json.dumps({"prompts": prompts, "grid": grid, "answers": answers}))
+    report["answers_file"] = str(answers_path)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    stem.with_suffix(".md").write_text(markdown(report))
+    plot(report, stem.with_suffix(".png"))
+    print(markdown(report))
+    print(f"saved {stem}.{{json,md,png}}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
