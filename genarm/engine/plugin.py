@@ -2,7 +2,8 @@
 
 vLLM calls ``register`` in every process it starts (front end, engine core,
 workers), so the composite architecture is known everywhere without relying on
-an import side effect.
+an import side effect. On CPU it also installs the fix for seeded chunked
+prefill (``cpu_seeded_prefill``) in the processes that run the model.
 """
 
 from __future__ import annotations
@@ -15,3 +16,10 @@ def register() -> None:
 
     if ARCHITECTURE not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model(ARCHITECTURE, "genarm.engine.composite:GenARMForCausalLM")
+
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        from genarm.engine import cpu_seeded_prefill
+
+        cpu_seeded_prefill.install()
