@@ -149,26 +149,36 @@ def judge_scores(judge, prompts: list, answers: list[dict], batch: int = 16) -> 
 
 
 def score(prompts: dict[str, list], answers: dict[str, list], grid: list[dict], judge) -> list:
-    """One row per grid point: each objective's mean reward with its 95% CI."""
+    """One row per grid point: each objective's mean reward with its 95% CI, and the
+    paired difference from the unguided row (same prompts and seeds) with its CI."""
     from tqdm import tqdm
 
     from genarm.training.rewards import concise
 
-    rows = []
-    for g, weights in enumerate(tqdm(grid, desc="scoring")):
-        harmless = judge_scores(judge, prompts["harmless"], answers["harmless"][g])
-        short = [concise(a["text"], a["finished"]) for a in answers["concise"][g]]
-        words = [len(a["text"].split()) for a in answers["concise"][g]]
-        done = [float(a["finished"]) for a in answers["concise"][g]]
-        rows.append(
+    per_prompt = []
+    for g in tqdm(range(len(grid)), desc="scoring"):
+        per_prompt.append(
             {
-                "weights": weights,
-                "harmless_judge": mean_ci(harmless),
-                "concise_reward": mean_ci(short),
-                "concise_words": statistics.fmean(words),
-                "concise_finished": statistics.fmean(done),
+                "harmless_judge": judge_scores(judge, prompts["harmless"], answers["harmless"][g]),
+                "concise_reward": [
+                    concise(a["text"], a["finished"]) for a in answers["concise"][g]
+                ],
             }
         )
+    rows = []
+    for g, weights in enumerate(grid):
+        row: dict[str, Any] = {"weights": weights}
+        for metric, values in per_prompt[g].items():
+            row[metric] = mean_ci(values)
+            base = per_prompt[0][metric]
+            row[f"{metric}_vs_base"] = mean_ci([v - b for v, b in zip(values, base, strict=True)])
+        row["concise_words"] = statistics.fmean(
+            len(a["text"].split()) for a in answers["concise"][g]
+        )
+        row["concise_finished"] = statistics.fmean(
+            float(a["finished"]) for a in answers["concise"][g]
+        )
+        rows.append(row)
     return rows
 
 
@@ -184,11 +194,18 @@ def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
         pairs = load_pairs(path)[: args.max_pairs]
         source = models.arms[arm]
         tokenizer, model = load_with_adapter(source["adapter_base"], source["adapter"])
+        # Encode as the ARM was trained (prompt and reply cut to the same lengths).
+        trained = json.loads(Path(source["adapter"], "training_summary.json").read_text())
+        lengths = {
+            "max_length": trained["config"]["max_length"],
+            "max_response": trained["config"]["max_response_length"],
+        }
         out[arm] = {
             "pairs": len(pairs),
             "data": path,
-            "base": preference_accuracy(model, tokenizer, pairs, BASE),
-            "arm": preference_accuracy(model, tokenizer, pairs, "arm"),
+            **lengths,
+            "base": preference_accuracy(model, tokenizer, pairs, BASE, **lengths),
+            "arm": preference_accuracy(model, tokenizer, pairs, "arm", **lengths),
         }
         print(f"{arm}: held-out accuracy {out[arm]}", flush=True)
     pairs = load_pairs(args.hh_held_out)[: args.max_pairs]
@@ -219,13 +236,17 @@ def markdown(report: dict[str, Any]) -> str:
         f"temperature {report['temperature']}, max_tokens {report['max_tokens']}, "
         "one seed per prompt shared across weights. Means with 95% CIs.",
         "",
-        "| weights | harmless (judge) | concise (reward) | words | finished |",
-        "|---|---|---|---|---|",
+        "Δ: the paired difference from the unguided row (same prompt, same seed).",
+        "",
+        "| weights | harmless (judge) | Δ harmless | concise (reward) | Δ concise | words "
+        "| finished |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in report["grid"]:
         lines.append(
             f"| {_label(row['weights'])} | {_fmt(row['harmless_judge'])} | "
-            f"{_fmt(row['concise_reward'])} | {row['concise_words']:.1f} | "
+            f"{_fmt(row['harmless_judge_vs_base'])} | {_fmt(row['concise_reward'])} | "
+            f"{_fmt(row['concise_reward_vs_base'])} | {row['concise_words']:.1f} | "
             f"{row['concise_finished']:.0%} |"
         )
     acc = report["accuracy"]
@@ -233,12 +254,15 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Held-out preference accuracy, Σ log π(chosen) > Σ log π(rejected):",
         "",
-        "| data | pairs | base | ARM |",
-        "|---|---|---|---|",
+        "| data | pairs | tokens (prompt+reply, reply) | base | ARM |",
+        "|---|---|---|---|---|",
     ]
     for arm in ARMS:
         a = acc[arm]
-        lines.append(f"| {arm} | {a['pairs']} | {a['base']:.3f} | {a['arm']:.3f} |")
+        lines.append(
+            f"| {arm} | {a['pairs']} | {a['max_length']}, {a['max_response']} | "
+            f"{a['base']:.3f} | {a['arm']:.3f} |"
+        )
     lines += ["", f"Judge held-out accuracy: {acc['judge']['accuracy']:.3f} "]
     lines[-1] += f"({acc['judge']['pairs']} pairs)."
     return "\n".join(lines) + "\n"
@@ -321,6 +345,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument(
+        "--from-answers", help="score the answers file of an earlier run instead of generating"
+    )
+    p.add_argument(
         "--answers-dir", default="~/.cache/genarm/quality", help="where the raw answers go"
     )
     return p.parse_args(argv)
@@ -339,7 +366,13 @@ def main(argv: list[str] | None = None) -> int:
         "concise": instruction_prompts(args.num_prompts),
     }
     grid = weight_grid()
-    answers = generate(prompts, grid, args)
+    if args.from_answers:
+        saved = json.loads(Path(args.from_answers).expanduser().read_text())
+        prompts, grid, answers = saved["prompts"], saved["grid"], saved["answers"]
+        for key, value in saved.get("settings", {}).items():
+            setattr(args, key, value)
+    else:
+        answers = generate(prompts, grid, args)
     judge = Judge.load(Path(args.judge).expanduser())
     report = {
         "created": dt.datetime.now().isoformat(timespec="seconds"),
@@ -359,7 +392,16 @@ def main(argv: list[str] | None = None) -> int:
     # red-teaming dialogues, which the project does not commit.
     answers_path = Path(args.answers_dir).expanduser() / f"{stem.name}_answers.json"
     answers_path.parent.mkdir(parents=True, exist_ok=True)
-    answers_path.write_text(json.dumps({"prompts": prompts, "grid": grid, "answers": answers}))
+    answers_path.write_text(
+        json.dumps(
+            {
+                "prompts": prompts,
+                "grid": grid,
+                "answers": answers,
+                "settings": {"temperature": args.temperature, "max_tokens": args.max_tokens},
+            }
+        )
+    )
     report["answers_file"] = str(answers_path)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     stem.with_suffix(".md").write_text(markdown(report))

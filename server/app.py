@@ -23,10 +23,11 @@ from genarm.server.middleware import BodyLimitMiddleware, RequestMetricsMiddlewa
 logger = logging.getLogger(__name__)
 
 
-def create_app(cfg: DeploymentConfig, on_load_failure: Callable[[], None] | None = None) -> FastAPI:
-    """The app for one deployment. ``on_load_failure`` is called if the engine cannot start."""
+def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None) -> FastAPI:
+    """The app for one deployment. ``on_fatal`` is called if the engine cannot start or dies."""
     metrics = ServerMetrics()
     client = EngineClient(cfg, metrics)
+    client.on_engine_dead = on_fatal
 
     async def load_engine() -> None:
         try:
@@ -34,8 +35,8 @@ def create_app(cfg: DeploymentConfig, on_load_failure: Callable[[], None] | None
         except Exception as err:  # a start-up error: report it and stop the server
             client.load_error = f"{type(err).__name__}: {err}"
             logger.error("The engine failed to start: %s", client.load_error)
-            if on_load_failure is not None:
-                on_load_failure()
+            if on_fatal is not None:
+                on_fatal()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -61,6 +62,8 @@ def create_app(cfg: DeploymentConfig, on_load_failure: Callable[[], None] | None
             return JSONResponse({"status": "ok"})
         if client.load_error:
             return JSONResponse({"status": "failed", "error": client.load_error}, 503)
+        if client.dead:
+            return JSONResponse({"status": "failed", "error": "the engine has stopped"}, 503)
         return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
 
     @app.get("/metrics")

@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = cfg.model_copy(update={"server": server_cfg})
     failed = []
 
-    def stop_on_failure() -> None:
+    def stop_on_failure() -> None:  # the engine failed to start, or died
         failed.append(True)
         server.should_exit = True
 
-    app = create_app(cfg, on_load_failure=stop_on_failure)
+    app = create_app(cfg, on_fatal=stop_on_failure)
     config = uvicorn.Config(
         app,
         host=cfg.server.host,

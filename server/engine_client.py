@@ -4,6 +4,10 @@ Every request goes through ``generate``: it refuses work when the waiting queue
 is over its bound (503 + Retry-After), turns the engine's validation errors
 into 400s, keeps the running/waiting gauges, and aborts the engine request
 whenever the caller stops listening (a closed stream, a cancelled task).
+
+If the engine dies (its process crashed or was killed), requests get a 503 and
+``on_engine_dead`` runs once: the server then exits non-zero so that whatever
+supervises it restarts it, as vLLM's own server does.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from genarm.config import DeploymentConfig
 from genarm.engine import arm_specs
@@ -33,11 +37,39 @@ class EngineClient:
         self.engine = None
         self.tokenizer = None
         self.load_error: str | None = None
+        self.on_engine_dead: Callable[[], None] | None = None
+        self._dead_reported = False
         self._sequences = 0  # sequences (n per request) submitted and not finished
 
     @property
+    def dead(self) -> bool:
+        """The engine was running and has stopped (crashed or killed)."""
+        return self.engine is not None and self.engine.errored
+
+    @property
     def ready(self) -> bool:
-        return self.engine is not None
+        return self.engine is not None and not self.dead
+
+    def unavailable(self) -> APIError | None:
+        """The 503 to answer while the engine cannot take requests, else None."""
+        if self.dead:
+            self._report_dead()
+            return APIError(
+                503,
+                "the engine has stopped; the server is shutting down to be restarted",
+                code="engine_dead",
+            )
+        if self.engine is None:
+            return APIError(503, "the model is still loading", headers={"Retry-After": "5"})
+        return None
+
+    def _report_dead(self) -> None:
+        if self._dead_reported:
+            return
+        self._dead_reported = True
+        logger.error("The vLLM engine has stopped; shutting the server down")
+        if self.on_engine_dead is not None:
+            self.on_engine_dead()
 
     def load(self) -> None:
         """Blocking: tokenizer, then the engine (run it in a thread)."""
@@ -90,8 +122,9 @@ class EngineClient:
 
         Admission (``check_capacity``) is the caller's job, once per HTTP request.
         """
-        if self.engine is None:
-            raise APIError(503, "the model is still loading", headers={"Retry-After": "5"})
+        error = self.unavailable()
+        if error is not None:
+            raise error
         request_id = f"genarm-{uuid.uuid4().hex}"
         self._sequences += params.n
         self._update_gauges()
@@ -104,12 +137,12 @@ class EngineClient:
                 finished = output.finished
                 yield output
         except Exception as err:
-            api_error = engine_error_to_api(err)
+            api_error = self.unavailable() or engine_error_to_api(err)
             if api_error is None:
                 raise
             raise api_error from None
         finally:
-            if not finished:
+            if not finished and not self.dead:
                 # Client gone or error: free the engine's slot and KV blocks now. vLLM's
                 # generate() aborts too when cancelled or closed; a second abort is a no-op.
                 await self.engine.abort(request_id)

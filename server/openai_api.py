@@ -62,8 +62,9 @@ class Job:
 
 
 def _check_common(client: EngineClient, body: SamplingFields) -> dict[str, float]:
-    if not client.ready:
-        raise APIError(503, "the model is still loading", headers={"Retry-After": "5"})
+    unavailable = client.unavailable()
+    if unavailable is not None:
+        raise unavailable
     if body.model is not None and body.model != client.model_id:
         raise APIError(
             404,

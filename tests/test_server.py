@@ -658,3 +658,34 @@ def test_base_without_chat_template_is_a_clear_startup_error(tiny_models, tmp_pa
         assert "no chat template" in live.log()
     finally:
         live.stop()
+
+
+def test_dead_engine_answers_503_and_the_server_exits(tiny_models, tmp_path):
+    """An engine that dies (here: its processes killed) is never a silent 500: /health
+    says failed, requests get a 503 naming it, and the server exits non-zero so that a
+    supervisor restarts it."""
+    import signal
+
+    import psutil
+
+    live = LiveServer(tiny_config_dict(tiny_models, arms=("arm_a",)), workdir=tmp_path)
+    try:
+        live.start()
+        url = f"{live.base_url}/chat/completions"
+        assert httpx.post(url, json=CHAT, timeout=60).status_code == 200
+        for child in psutil.Process(live.process.pid).children(recursive=True):
+            child.send_signal(signal.SIGKILL)
+        health = None
+        for _ in range(240):  # vLLM's monitor notices the dead engine process
+            health = httpx.get(f"{live.url}/health", timeout=10)
+            if health.status_code == 503:
+                break
+            time.sleep(0.25)
+        assert health.status_code == 503 and health.json()["status"] == "failed"
+        reply = httpx.post(url, json=CHAT, timeout=60)
+        assert reply.status_code == 503, reply.text
+        error = reply.json()["error"]
+        assert error["code"] == "engine_dead" and "engine has stopped" in error["message"]
+        assert live.wait_exit(timeout=60) == 1
+    finally:
+        live.stop()
