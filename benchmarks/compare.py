@@ -111,7 +111,13 @@ W2S_SHAPES = {
         intermediate_size=768,
     ),
 }
-SERVER_ENGINE = {"max_model_len": 1024, "max_num_seqs": 32, "kv_cache_gib": 1.0}
+# Compiled (vLLM's torch.compile; inductor on CPU), as configs/demo.yaml serves.
+SERVER_ENGINE = {
+    "max_model_len": 1024,
+    "max_num_seqs": 32,
+    "kv_cache_gib": 1.0,
+    "enforce_eager": False,
+}
 
 
 def random_model_set(name: str, shapes: dict[str, dict], root: Path) -> ModelSet:
@@ -147,7 +153,9 @@ def demo_model_set() -> ModelSet:
             "adapter": arm.adapter,
             "adapter_base": arm.adapter_base or (cfg.base.model if arm.adapter else None),
         }
-    engine = cfg.engine.model_dump(include={"max_model_len", "max_num_seqs", "kv_cache_gib"})
+    engine = cfg.engine.model_dump(
+        include={"max_model_len", "max_num_seqs", "kv_cache_gib", "enforce_eager"}
+    )
     return ModelSet("demo", cfg.base.model, arms, dtype=cfg.engine.dtype, engine=engine)
 
 
