@@ -34,6 +34,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 API_KEY = "web-test-key"
+# The tiny model's whole position range: room for the long answer the Stop test interrupts.
+CONTEXT = 2048
+STOP_TOKENS = 1500
 PROMPT = "Tell me a short story about a dragon."
 MAX_TOKENS = 32
 # Long enough (seconds on CPU) that a busy browser still sees the answer arrive in steps.
@@ -48,7 +51,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server(tiny_models, tmp_path_factory):
-    config = tiny_config_dict(tiny_models)
+    config = tiny_config_dict(tiny_models, max_model_len=CONTEXT)
     config["server"] = {"api_keys": [API_KEY]}
     with LiveServer(config, workdir=tmp_path_factory.mktemp("web-server")) as live:
         yield live
@@ -280,7 +283,7 @@ def test_server_errors_appear_in_words(page, server):
     page.fill("#seed", "")
     for max_tokens, words in (
         ("0", "Error 400: invalid value for 'max_tokens'"),
-        ("100000", "exceeds the context of 512 tokens"),
+        ("100000", f"exceeds the context of {CONTEXT} tokens"),
     ):
         page.fill("#max-tokens", max_tokens)
         chat_requests(page, lambda: send(page, PROMPT))
@@ -297,7 +300,8 @@ def test_server_errors_appear_in_words(page, server):
 
 
 def test_stop_keeps_the_partial_answer(page):
-    page.fill("#max-tokens", "400")
+    # Long enough that Stop lands mid-answer: 400 tokens took the idle tiny model 2.1 s.
+    page.fill("#max-tokens", str(STOP_TOKENS))
     send(page, "Go on.")
     answer = page.locator('[data-pane="guided"] .msg.assistant').last
     answer.locator(".text").filter(has_text=re.compile(r"\S")).wait_for()  # text is arriving
