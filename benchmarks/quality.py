@@ -189,9 +189,10 @@ def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
 
     models = demo_model_set()
     data = {"harmless": args.hh_held_out, "concise": args.concise_held_out}
+    held_out = {arm: load_pairs(path)[: args.max_pairs] for arm, path in data.items()}
     out: dict[str, Any] = {}
     for arm, path in data.items():
-        pairs = load_pairs(path)[: args.max_pairs]
+        pairs = held_out[arm]
         source = models.arms[arm]
         tokenizer, model = load_with_adapter(source["adapter_base"], source["adapter"])
         # Encode as the ARM was trained (prompt and reply cut to the same lengths).
@@ -208,7 +209,7 @@ def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
             "arm": preference_accuracy(model, tokenizer, pairs, "arm", **lengths),
         }
         print(f"{arm}: held-out accuracy {out[arm]}", flush=True)
-    pairs = load_pairs(args.hh_held_out)[: args.max_pairs]
+    pairs = held_out["harmless"]  # the judge is scored on the same HH held-out pairs
     out["judge"] = {"pairs": len(pairs), "accuracy": judge.accuracy(pairs)}
     print(f"judge: held-out accuracy {out['judge']}", flush=True)
     return out
@@ -268,6 +269,14 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _errors(points: list[dict], metric: str) -> list[list[float]]:
+    """matplotlib's [below, above] error bars from each point's 95% CI."""
+    return [
+        [p[metric]["mean"] - p[metric]["ci_low"] for p in points],
+        [p[metric]["ci_high"] - p[metric]["mean"] for p in points],
+    ]
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -290,8 +299,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             pts = series(arm)
             xs = [p["weights"][arm] for p in pts]
             ys = [p[metric]["mean"] for p in pts]
-            err = [[p[metric]["mean"] - p[metric]["ci_low"] for p in pts]]
-            err.append([p[metric]["ci_high"] - p[metric]["mean"] for p in pts])
+            err = _errors(pts, metric)
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{arm} ARM alone")
         ax.set_xlabel("ARM weight α")
         ax.set_title(title)
@@ -306,10 +314,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ):
         xs = [p["concise_reward"]["mean"] for p in pts]
         ys = [p["harmless_judge"]["mean"] for p in pts]
-        xerr = [[p["concise_reward"]["mean"] - p["concise_reward"]["ci_low"] for p in pts]]
-        xerr.append([p["concise_reward"]["ci_high"] - p["concise_reward"]["mean"] for p in pts])
-        yerr = [[p["harmless_judge"]["mean"] - p["harmless_judge"]["ci_low"] for p in pts]]
-        yerr.append([p["harmless_judge"]["ci_high"] - p["harmless_judge"]["mean"] for p in pts])
+        xerr, yerr = _errors(pts, "concise_reward"), _errors(pts, "harmless_judge")
         ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=style, capsize=3, label=name)
         for p, x, y in zip(pts, xs, ys, strict=True):
             ax.annotate(f"({p['weights']['harmless']:g}, {p['weights']['concise']:g})", (x, y))
@@ -361,19 +366,19 @@ def main(argv: list[str] | None = None) -> int:
         setattr(args, name, str(Path(getattr(args, name)).expanduser()))
     from genarm.training.judge import Judge
 
-    prompts = {
-        "harmless": hh_prompts(args.hh_held_out, args.num_prompts, args.seed),
-        "concise": instruction_prompts(args.num_prompts),
-    }
-    grid = weight_grid()
     if args.from_answers:
         saved = json.loads(Path(args.from_answers).expanduser().read_text())
         prompts, grid, answers = saved["prompts"], saved["grid"], saved["answers"]
         for key, value in saved.get("settings", {}).items():
             setattr(args, key, value)
     else:
+        prompts = {
+            "harmless": hh_prompts(args.hh_held_out, args.num_prompts, args.seed),
+            "concise": instruction_prompts(args.num_prompts),
+        }
+        grid = weight_grid()
         answers = generate(prompts, grid, args)
-    judge = Judge.load(Path(args.judge).expanduser())
+    judge = Judge.load(args.judge)
     report = {
         "created": dt.datetime.now().isoformat(timespec="seconds"),
         "command": "python -m benchmarks.quality "
