@@ -96,6 +96,14 @@ class ServerConfig(_Strict):
     served_model_name: str | None = None
     max_waiting_requests: int = Field(default=256, ge=1)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_header_bytes: int = Field(
+        default=64 << 10, ge=1024, description="request line + headers; larger: 431"
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="on SIGTERM, how long requests in flight may finish before they are ended",
+    )
 
 
 class DeploymentConfig(_Strict):

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from genarm.config import DeploymentConfig
@@ -19,6 +19,7 @@ from genarm.server.engine_client import EngineClient
 from genarm.server.errors import install_error_handlers
 from genarm.server.metrics import ServerMetrics
 from genarm.server.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from genarm.server.openapi_docs import HEALTH_RESPONSES, METRICS_RESPONSES, install_openapi
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +51,18 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
     app.state.metrics = metrics
     app.state.api_keys = configured_keys(cfg.server.api_keys)
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(openai_api.router)
     app.include_router(web.router)
     # The last added is the outermost: count every response, 413s included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.server.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"], responses=HEALTH_RESPONSES)
     async def health() -> JSONResponse:
+        if client.draining:
+            # Before "ok": a load balancer stops routing here while requests drain.
+            return JSONResponse({"status": "draining"}, 503, headers={"Retry-After": "5"})
         if client.ready:
             return JSONResponse({"status": "ok"})
         if client.load_error:
@@ -66,10 +71,15 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
             return JSONResponse({"status": "failed", "error": "the engine has stopped"}, 503)
         return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
 
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
+    @app.api_route(
+        "/metrics",
+        methods=["GET", "HEAD"],
+        response_class=PlainTextResponse,
+        responses=METRICS_RESPONSES,
+    )
+    async def prometheus_metrics() -> PlainTextResponse:
         # Ours, then vLLM's own engine metrics (vllm:*), which live in the default registry.
         body = generate_latest(metrics.registry) + generate_latest(REGISTRY)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -10,6 +10,8 @@ from fastapi import Request
 from genarm.server.errors import APIError
 
 API_KEYS_ENV = "GENARM_API_KEYS"
+# RFC 6750: a 401 names the scheme the client should use.
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="genarm-serve"'}
 
 
 def configured_keys(config_keys: list[str]) -> list[str]:
@@ -34,7 +36,10 @@ async def require_api_key(request: Request) -> None:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise APIError(
-            401, "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
+            401,
+            "missing API key: send 'Authorization: Bearer <key>'",
+            code="invalid_api_key",
+            headers=CHALLENGE,
         )
     if not key_matches(given.strip(), keys):
-        raise APIError(401, "invalid API key", code="invalid_api_key")
+        raise APIError(401, "invalid API key", code="invalid_api_key", headers=CHALLENGE)

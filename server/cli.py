@@ -20,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from genarm.server.app import create_app
+    from genarm.server.http_limits import bounded_protocol
+    from genarm.server.shutdown import GracefulServer
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -45,9 +47,13 @@ def run(args: argparse.Namespace) -> int:
         host=cfg.server.host,
         port=cfg.server.port,
         log_level=args.log_level,
+        http=bounded_protocol(cfg.server.max_header_bytes),
+        # After the drain (server/shutdown.py): time for the last responses to be written.
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(
+        config, app.state.engine_client, grace_seconds=cfg.server.shutdown_grace_seconds
+    )
     logging.getLogger(__name__).info(
         "genarm-serve on http://%s:%d (model loading; /health says when ready)",
         cfg.server.host,

@@ -17,6 +17,8 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from genarm.config import DeploymentConfig
 from genarm.engine import arm_specs
@@ -25,6 +27,7 @@ from genarm.server.errors import APIError
 from genarm.server.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class EngineClient:
@@ -36,10 +39,20 @@ class EngineClient:
         self.created = int(time.time())
         self.engine = None
         self.tokenizer = None
+        self.max_token_chars = 1
         self.load_error: str | None = None
         self.on_engine_dead: Callable[[], None] | None = None
         self._dead_reported = False
         self._sequences = 0  # sequences (n per request) submitted and not finished
+        self._running: set[str] = set()  # engine request ids in flight
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.draining = False  # a graceful stop has begun: no new work
+        self._aborting = False  # the drain's grace period is over: ending the rest
+        # Tokenizing a large prompt takes seconds of CPU: one thread, off the event
+        # loop, so that other clients' streams keep flowing (one thread: HF
+        # tokenizers are not safe to call from several threads at once).
+        self._cpu_pool = ThreadPoolExecutor(1, thread_name_prefix="genarm-tokenize")
 
     @property
     def dead(self) -> bool:
@@ -52,6 +65,13 @@ class EngineClient:
 
     def unavailable(self) -> APIError | None:
         """The 503 to answer while the engine cannot take requests, else None."""
+        if self.draining:
+            return APIError(
+                503,
+                "the server is shutting down; retry on another replica or after the restart",
+                code="server_shutting_down",
+                headers={"Retry-After": "5"},
+            )
         if self.dead:
             self._report_dead()
             return APIError(
@@ -87,13 +107,61 @@ class EngineClient:
                 "(or chat_template in tokenizer_config.json)"
             )
         self.tokenizer = tokenizer
+        self.max_token_chars = longest_token_chars(tokenizer)
         logger.info("Starting the engine (base + %d ARMs)...", len(self.specs))
         self.engine = create_async_engine(self.cfg)
         logger.info("Engine ready in %.1f s", time.monotonic() - started)
 
     def shutdown(self) -> None:
+        self._cpu_pool.shutdown(wait=False, cancel_futures=True)
         if self.engine is not None:
             self.engine.shutdown()
+
+    async def run_off_loop(self, func: Callable[..., T], *args) -> T:
+        """``func(*args)`` in the tokenizer thread (CPU-bound request preparation)."""
+        return await asyncio.get_running_loop().run_in_executor(self._cpu_pool, func, *args)
+
+    @property
+    def in_flight(self) -> int:
+        """Engine requests submitted and not finished."""
+        return len(self._running)
+
+    def begin_drain(self) -> None:
+        """Refuse new requests from now on (503 + Retry-After); running ones go on."""
+        self.draining = True
+
+    async def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until no engine request is in flight; False if ``timeout`` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def abort_all(self) -> int:
+        """End every request in flight; each gets a 503 (in-band for streams)."""
+        self._aborting = True
+        ids = list(self._running)
+        if ids and self.engine is not None and not self.dead:
+            await self.engine.abort(ids)
+        return len(ids)
+
+    def check_prompt_chars(self, num_chars: int, param: str) -> None:
+        """400 before tokenizing a text too long for the context at any tokenization.
+
+        No token of this tokenizer spells more than ``max_token_chars`` characters,
+        so a longer text has more tokens than the context holds; the factor of 4
+        leaves room for normalizers that fold several characters into one.
+        """
+        limit = self.cfg.engine.max_model_len
+        if num_chars > 4 * limit * self.max_token_chars:
+            raise APIError(
+                400,
+                f"the prompt has {num_chars} characters, more than this model's context "
+                f"of {limit} tokens can hold",
+                param=param,
+                code="context_length_exceeded",
+            )
 
     def resolve_weights(self, requested: dict | None) -> dict[str, float]:
         try:
@@ -106,8 +174,18 @@ class EngineClient:
         self.metrics.running.set(running)
         self.metrics.waiting.set(self._sequences - running)
 
-    def check_capacity(self, num_sequences: int) -> None:
-        """503 with Retry-After when the waiting queue would pass its bound."""
+    def check_capacity(self, num_sequences: int, param: str) -> None:
+        """400 for a request that could never be admitted, even on an idle server;
+        503 with Retry-After when the waiting queue would pass its bound."""
+        most = self.cfg.engine.max_num_seqs + self.cfg.server.max_waiting_requests
+        if num_sequences > most:
+            raise APIError(
+                400,
+                f"this request needs {num_sequences} sequences (prompts x n); this server "
+                f"holds at most {most} at once (max_num_seqs + max_waiting_requests)",
+                param=param,
+                code="too_many_sequences",
+            )
         waiting = max(0, self._sequences + num_sequences - self.cfg.engine.max_num_seqs)
         if waiting > self.cfg.server.max_waiting_requests:
             raise APIError(
@@ -127,6 +205,8 @@ class EngineClient:
             raise error
         request_id = f"genarm-{uuid.uuid4().hex}"
         self._sequences += params.n
+        self._running.add(request_id)
+        self._idle.clear()
         self._update_gauges()
         finished = False
         try:
@@ -135,7 +215,16 @@ class EngineClient:
             )
             async for output in stream:
                 finished = output.finished
+                if self._aborting and _was_aborted(output):
+                    raise APIError(
+                        503,
+                        "the server shut down before this request finished; retry it",
+                        code="server_shutting_down",
+                        headers={"Retry-After": "5"},
+                    )
                 yield output
+        except APIError:
+            raise
         except Exception as err:
             api_error = self.unavailable() or engine_error_to_api(err)
             if api_error is None:
@@ -147,7 +236,14 @@ class EngineClient:
                 # generate() aborts too when cancelled or closed; a second abort is a no-op.
                 await self.engine.abort(request_id)
             self._sequences -= params.n
+            self._running.discard(request_id)
+            if not self._running:
+                self._idle.set()
             self._update_gauges()
+
+
+def _was_aborted(output) -> bool:
+    return output.finished and any(c.finish_reason == "abort" for c in output.outputs)
 
 
 def engine_error_to_api(err: Exception) -> APIError | None:
@@ -164,6 +260,12 @@ def engine_error_to_api(err: Exception) -> APIError | None:
         headers = {"Retry-After": "1"} if err.http_status == 503 else None
         return APIError(int(err.http_status), err.message, headers=headers)
     return None
+
+
+def longest_token_chars(tokenizer) -> int:
+    """Characters in the longest string one token of ``tokenizer`` decodes to."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return max(1, *(len(t) for t in texts))
 
 
 def _folder_name(path: str) -> str:

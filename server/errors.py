@@ -14,13 +14,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from genarm.server.json_safe import SafeJSONResponse
+from genarm.server.protocol import UnpairedSurrogateError
+
 logger = logging.getLogger(__name__)
 
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
+    431: "invalid_request_error",
     503: "service_unavailable_error",
 }
 
@@ -56,7 +61,8 @@ def error_body(status: int, message: str, param: str | None, code: str | None) -
 
 
 def error_response(err: APIError) -> JSONResponse:
-    return JSONResponse(
+    # Safe rendering: an error about a value must not fail on that value.
+    return SafeJSONResponse(
         error_body(err.status, err.message, err.param, err.code),
         status_code=err.status,
         headers=err.headers,
@@ -82,6 +88,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, err: APIError) -> JSONResponse:
         return error_response(err)
+
+    @app.exception_handler(UnpairedSurrogateError)
+    async def _surrogate(_: Request, err: UnpairedSurrogateError) -> JSONResponse:
+        return error_response(APIError(400, str(err), param=err.param))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, err: RequestValidationError) -> JSONResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -11,13 +10,20 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from genarm.server.auth import require_api_key
 from genarm.server.engine_client import EngineClient, cancel_on_disconnect, engine_error_to_api
 from genarm.server.errors import APIError, error_body
+from genarm.server.json_safe import SafeJSONResponse, finite_or_floor, json_bytes
 from genarm.server.metrics import RequestTimer
-from genarm.server.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+from genarm.server.openapi_docs import COMPLETION_RESPONSES, MODELS_RESPONSES
+from genarm.server.protocol import (
+    MAX_TEMPERATURE,
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingFields,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +34,7 @@ def client_of(request: Request) -> EngineClient:
     return request.app.state.engine_client
 
 
-@router.get("/models")
+@router.api_route("/models", methods=["GET", "HEAD"], responses=MODELS_RESPONSES)
 async def list_models(request: Request) -> dict:
     client = client_of(request)
     return {
@@ -87,7 +93,30 @@ def _check_common(client: EngineClient, body: SamplingFields) -> dict[str, float
     if body.n > 1 and body.temperature == 0:
         # Greedy choices would all be the same text; vLLM refuses it too.
         raise APIError(400, "'n' > 1 needs a temperature above 0", param="n")
-    return client.resolve_weights(body.reward_weights)
+    weights = client.resolve_weights(body.reward_weights)
+    _check_temperature(body.temperature, weights)
+    return weights
+
+
+def _check_temperature(temperature: float, weights: dict[str, float]) -> None:
+    """vLLM's cap of 2, refused with the research mapping (README, "Temperature"): the
+    research code's temperature T with weights a is T x (1 + sum(a)) here."""
+    if temperature <= MAX_TEMPERATURE:
+        return
+    scale = 1.0 + sum(weights.values())
+    hint = ""
+    if scale > 0:
+        hint = (
+            f"; with this request's reward weights (1 + sum = {scale:g}) that covers research "
+            f"temperatures up to {MAX_TEMPERATURE / scale:.4g}"
+        )
+    raise APIError(
+        400,
+        f"temperature must be at most {MAX_TEMPERATURE:g}, got {temperature:g}. The research "
+        "code's (model_arithmetic's) temperature T with reward weights a is "
+        f"temperature = T x (1 + sum(a)) here{hint}",
+        param="temperature",
+    )
 
 
 def _max_tokens(client: EngineClient, requested: int | None, prompt_len: int, param: str) -> int:
@@ -112,7 +141,7 @@ def _max_tokens(client: EngineClient, requested: int | None, prompt_len: int, pa
     return requested
 
 
-def _sampling_params(body: SamplingFields, max_tokens: int, weights, num_logprobs):
+def _sampling_params(body: SamplingFields, max_tokens: int, weights, num_logprobs, vocab_size):
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
@@ -123,7 +152,8 @@ def _sampling_params(body: SamplingFields, max_tokens: int, weights, num_logprob
             n=body.n,
             temperature=body.temperature,
             top_p=body.top_p,
-            top_k=body.top_k if body.top_k and body.top_k > 0 else 0,
+            # top_k at or past the vocabulary is no limit at all (and must not overflow).
+            top_k=body.top_k if body.top_k and 0 < body.top_k < vocab_size else 0,
             min_p=body.min_p,
             seed=body.seed,
             stop=body.stop,
@@ -157,6 +187,7 @@ def _chat_job(client: EngineClient, body: ChatCompletionRequest) -> Job:
         raise APIError(
             400, f"the model's chat template refused these messages: {err}", param="messages"
         ) from None
+    client.check_prompt_chars(len(text), "messages")
     ids = client.tokenizer(text, add_special_tokens=False)["input_ids"]
     if body.max_tokens is not None and body.max_completion_tokens is not None:
         raise APIError(
@@ -171,7 +202,7 @@ def _chat_job(client: EngineClient, body: ChatCompletionRequest) -> Job:
         num_logprobs = body.top_logprobs or 0
     elif body.top_logprobs is not None:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
-    params = _sampling_params(body, max_tokens, weights, num_logprobs)
+    params = _sampling_params(body, max_tokens, weights, num_logprobs, len(client.tokenizer))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return Job("chat", [ids], params, weights, num_logprobs, body.stream, include_usage)
 
@@ -186,7 +217,11 @@ def _completion_prompts(client: EngineClient, prompt) -> list[list[int]]:
     vocab = len(client.tokenizer)
     prompts = []
     for item in prompt:
-        ids = client.tokenizer(item)["input_ids"] if isinstance(item, str) else list(item)
+        if isinstance(item, str):
+            client.check_prompt_chars(len(item), "prompt")
+            ids = client.tokenizer(item)["input_ids"]
+        else:
+            ids = list(item)
         if not ids:
             raise APIError(400, "a prompt has no tokens", param="prompt")
         if any(not 0 <= t < vocab for t in ids):
@@ -201,7 +236,7 @@ def _completion_job(client: EngineClient, body: CompletionRequest) -> Job:
     max_tokens = min(_max_tokens(client, body.max_tokens, len(p), "prompt") for p in prompts)
     if body.max_tokens is None:
         max_tokens = min(max_tokens, 16)  # OpenAI's default for completions
-    params = _sampling_params(body, max_tokens, weights, body.logprobs)
+    params = _sampling_params(body, max_tokens, weights, body.logprobs, len(client.tokenizer))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return Job("text", prompts, params, weights, body.logprobs, body.stream, include_usage)
 
@@ -222,12 +257,12 @@ def _chat_logprobs(client: EngineClient, token_ids, logprobs, top: int) -> dict:
         best = sorted(position.items(), key=lambda kv: kv[1].rank or 0)[:top]
         entry = {
             "token": _token_text(client, token_id, chosen),
-            "logprob": chosen.logprob,
+            "logprob": finite_or_floor(chosen.logprob),
             "bytes": list(_token_text(client, token_id, chosen).encode()),
             "top_logprobs": [
                 {
                     "token": _token_text(client, t, lp),
-                    "logprob": lp.logprob,
+                    "logprob": finite_or_floor(lp.logprob),
                     "bytes": list(_token_text(client, t, lp).encode()),
                 }
                 for t, lp in best
@@ -244,11 +279,11 @@ def _text_logprobs(client: EngineClient, token_ids, logprobs, top: int, offset: 
         chosen = position[token_id]
         text = _token_text(client, token_id, chosen)
         tokens.append(text)
-        token_logprobs.append(chosen.logprob)
+        token_logprobs.append(finite_or_floor(chosen.logprob))
         ranked = sorted(position.items(), key=lambda kv: kv[1].rank or 0)
         tops.append(
             {
-                _token_text(client, t, lp): lp.logprob
+                _token_text(client, t, lp): finite_or_floor(lp.logprob)
                 for t, lp in ranked
                 if lp.rank is not None and lp.rank <= top
             }
@@ -358,11 +393,11 @@ async def _collect(client: EngineClient, job: Job) -> dict:
     return body
 
 
-def _sse(data: dict | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+def _sse(data: dict | str) -> bytes:
+    return b"data: " + (data.encode() if isinstance(data, str) else json_bytes(data)) + b"\n\n"
 
 
-async def _stream(client: EngineClient, job: Job) -> AsyncIterator[str]:
+async def _stream(client: EngineClient, job: Job) -> AsyncIterator[bytes]:
     obj = "chat.completion.chunk" if job.kind == "chat" else "text_completion"
     timer = RequestTimer(client.metrics, sum(len(p) for p in job.prompts))
     offsets: dict[int, int] = {}
@@ -403,16 +438,21 @@ async def _stream(client: EngineClient, job: Job) -> AsyncIterator[str]:
             chunk["usage"] = _usage(timer.prompt_tokens, timer.completion_tokens)
             yield _sse(chunk)
         yield _sse("[DONE]")
-    except APIError as err:
+    except Exception as err:
         if not yielded:
             raise  # still before the 200: _respond turns it into an HTTP error
-        # Headers are gone once streaming started: report in-band, as OpenAI does.
+        # Headers are gone once streaming started: report in-band, as OpenAI does,
+        # then end the stream as a stream ends.
+        if not isinstance(err, APIError):
+            logger.exception("unexpected error while streaming")
+            err = APIError(500, f"internal server error: {type(err).__name__}")
         yield _sse(error_body(err.status, err.message, err.param, err.code))
+        yield _sse("[DONE]")
     finally:
         timer.finish()
 
 
-async def _primed(first: str, rest: AsyncGenerator[str, None]) -> AsyncIterator[str]:
+async def _primed(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
     try:
         yield first
         async for item in rest:
@@ -435,10 +475,10 @@ class _ClosingStreamingResponse(StreamingResponse):
 
 async def _respond(request: Request, job: Job):
     client = client_of(request)
-    client.check_capacity(job.params.n * len(job.prompts))
+    client.check_capacity(job.params.n * len(job.prompts), "n" if job.params.n > 1 else "prompt")
     _record_weights(client, job)
     if not job.stream:
-        return JSONResponse(await cancel_on_disconnect(request, _collect(client, job)))
+        return SafeJSONResponse(await cancel_on_disconnect(request, _collect(client, job)))
     # Wait for the first chunk before answering 200, so that an engine refusal
     # is still a proper HTTP error rather than an in-band one.
     stream = _stream(client, job)
@@ -446,11 +486,16 @@ async def _respond(request: Request, job: Job):
     return _ClosingStreamingResponse(_primed(first, stream), media_type="text/event-stream")
 
 
-@router.post("/chat/completions")
+# Preparing a job tokenizes: off the event loop, so other clients' streams flow on.
+
+
+@router.post("/chat/completions", responses=COMPLETION_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, request: Request):
-    return await _respond(request, _chat_job(client_of(request), body))
+    client = client_of(request)
+    return await _respond(request, await client.run_off_loop(_chat_job, client, body))
 
 
-@router.post("/completions")
+@router.post("/completions", responses=COMPLETION_RESPONSES)
 async def completions(body: CompletionRequest, request: Request):
-    return await _respond(request, _completion_job(client_of(request), body))
+    client = client_of(request)
+    return await _respond(request, await client.run_off_loop(_completion_job, client, body))

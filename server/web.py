@@ -28,15 +28,25 @@ HEADERS = {
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers=HEADERS)
 
 
-@router.get("/static/{name:path}")
+def _static_path(name: str) -> Path | None:
+    """The file ``name`` inside static/, or None (no '..' escapes, no folders)."""
+    try:
+        path = (STATIC_DIR / name).resolve()
+        if path.is_relative_to(STATIC_DIR) and path.is_file():
+            return path
+    except (ValueError, OSError):  # a NUL byte, a name too long for the file system
+        pass
+    return None
+
+
+@router.api_route("/static/{name:path}", methods=["GET", "HEAD"])
 async def static_file(name: str) -> FileResponse:
-    path = (STATIC_DIR / name).resolve()
-    # Only files inside static/ (no '..' escapes, no folders).
-    if not path.is_relative_to(STATIC_DIR) or not path.is_file():
-        raise APIError(404, f"no static file {name!r}", code="not_found")
+    path = _static_path(name)
+    if path is None:
+        raise APIError(404, f"no static file {name[:200]!r}", code="not_found")
     return FileResponse(path, headers=HEADERS)

@@ -10,6 +10,7 @@ import time
 import httpx
 import openai
 import pytest
+import torch
 
 from genarm.reference import GenARMReference
 
@@ -270,6 +271,78 @@ def test_sampled_logprobs_are_the_guided_distribution(
     assert checked >= 1
 
 
+def strict_json(text: str):
+    """json.loads that refuses NaN/Infinity, which are not JSON (strict clients fail)."""
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_logprobs_of_excluded_tokens_are_valid_json(server):
+    """top_k / a tiny top_p leave most tokens at -inf: reported as OpenAI and vLLM do
+    (-9999.0), in a response and in a stream, never as a bare -Infinity or a 500."""
+    url = f"{server.base_url}/chat/completions"
+    for extra in ({"top_k": 3}, {"top_p": 0.01}, {"top_k": 2, "repetition_penalty": 2.0}):
+        body = {**CHAT, "max_tokens": 3, "logprobs": True, "top_logprobs": 10, **extra}
+        reply = httpx.post(url, json=body, headers=AUTH, timeout=60)
+        assert reply.status_code == 200, reply.text
+        entries = strict_json(reply.text)["choices"][0]["logprobs"]["content"]
+        tops = [t["logprob"] for e in entries for t in e["top_logprobs"]]
+        assert -9999.0 in tops and all(t >= -9999.0 for t in tops), extra
+        with httpx.stream(
+            "POST", url, json={**body, "stream": True}, headers=AUTH, timeout=60
+        ) as streamed:
+            assert streamed.status_code == 200
+            lines = [line[6:] for line in streamed.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "[DONE]"
+        events = [strict_json(line) for line in lines[:-1]]
+        assert all("error" not in e for e in events)
+    completion = httpx.post(
+        f"{server.base_url}/completions",
+        json={"prompt": "hi", "max_tokens": 3, "top_k": 2, "logprobs": 5},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert completion.status_code == 200, completion.text
+    tops = strict_json(completion.text)["choices"][0]["logprobs"]["top_logprobs"]
+    assert -9999.0 in [v for position in tops for v in position.values()]
+
+
+def test_research_temperature_maps_to_t_times_one_plus_sum_alpha(
+    sdk, model_id, tiny_models, reference
+):
+    """The GenARM authors' model_arithmetic divides the combined logits by 1 + sum(a),
+    then by its temperature T: that is this server at temperature T * (1 + sum(a))."""
+    alphas = {"arm_a": 1.0, "arm_b": 0.5}
+    research_t = 0.8
+    response = chat(
+        sdk,
+        model_id,
+        alphas,
+        max_tokens=1,
+        temperature=research_t * (1 + sum(alphas.values())),  # 2.0, the cap
+        seed=5,
+        logprobs=True,
+        top_logprobs=5,
+    )
+    served = sorted(t.logprob for t in response.choices[0].logprobs.content[0].top_logprobs)
+    ids = chat_prompt_ids(tiny_models["base"], QUESTION)
+    width = reference.base.config.vocab_size
+    # The research formula, from each HF model's own log-probabilities.
+    combined = reference._logprobs(reference.base, ids, width).clone()
+    for alpha, arm in zip(alphas.values(), reference.arms, strict=True):
+        combined += alpha * reference._logprobs(arm, ids, width)
+    research = torch.log_softmax(combined / (1 + sum(alphas.values())) / research_t, dim=-1)
+    assert served == pytest.approx(sorted(research.topk(5).values.tolist()), abs=1e-4)
+    # A research setting that maps above the cap is refused with the mapping.
+    with pytest.raises(openai.BadRequestError) as err:
+        chat(sdk, model_id, {"arm_a": 2.0}, temperature=3.0)
+    message = err.value.body["message"]
+    assert "T x (1 + sum(a))" in message and "up to 0.6667" in message
+
+
 BAD = "invalid_request_error"
 ERROR_CASES = [
     # (name, path, body, headers, status, type, param)
@@ -456,6 +529,103 @@ ERROR_CASES = [
         "messages.0.content",
     ),
     ("body not an object", "chat", [1, 2], AUTH, 400, BAD, None),
+    # Strings no tokenizer or UTF-8 writer takes: refused, naming the field.
+    (
+        "unpaired surrogate in content",
+        "chat",
+        {"messages": [{"role": "user", "content": "a\ud800b"}]},
+        AUTH,
+        400,
+        BAD,
+        "messages.0.content",
+    ),
+    (
+        "unpaired surrogate in prompt",
+        "completions",
+        {"prompt": ["ok", "b\udfff"]},
+        AUTH,
+        400,
+        BAD,
+        "prompt.1",
+    ),
+    (
+        "unpaired surrogate in an ARM name",
+        "chat",
+        {**CHAT, "reward_weights": {"\ud800": 1}},
+        AUTH,
+        400,
+        BAD,
+        "reward_weights.<key>",
+    ),
+    ("surrogate in stop", "chat", {**CHAT, "stop": ["\udc00"]}, AUTH, 400, BAD, "stop.0"),
+    # Numbers beyond what the engine takes.
+    (
+        "weight beyond a float",
+        "chat",
+        {**CHAT, "reward_weights": {"arm_a": 10**400}},
+        AUTH,
+        400,
+        BAD,
+        "reward_weights.arm_a",
+    ),
+    (
+        "weight beyond 64 bits",
+        "chat",
+        {**CHAT, "reward_weights": {"arm_b": -(2**70)}},
+        AUTH,
+        400,
+        BAD,
+        "reward_weights.arm_b",
+    ),
+    ("top_k beyond 64 bits", "chat", {**CHAT, "top_k": 2**70}, AUTH, 400, BAD, "top_k"),
+    ("top_k beyond int32", "chat", {**CHAT, "top_k": 2**40}, AUTH, 400, BAD, "top_k"),
+    (
+        "max_tokens beyond int32",
+        "completions",
+        {"prompt": "hi", "max_tokens": 2**40},
+        AUTH,
+        400,
+        BAD,
+        "max_tokens",
+    ),
+    (
+        "min_tokens beyond 64 bits",
+        "chat",
+        {**CHAT, "min_tokens": 2**64},
+        AUTH,
+        400,
+        BAD,
+        "min_tokens",
+    ),
+    (
+        "temperature beyond a float",
+        "chat",
+        {**CHAT, "temperature": 10**400},
+        AUTH,
+        400,
+        BAD,
+        "temperature",
+    ),
+    ("top_p beyond a float", "chat", {**CHAT, "top_p": -(10**400)}, AUTH, 400, BAD, "top_p"),
+    (
+        "research temperature above the cap",
+        "chat",
+        {**CHAT, "temperature": 3, "reward_weights": {"arm_a": 2}},
+        AUTH,
+        400,
+        BAD,
+        "temperature",
+    ),
+    # More sequences than the server can ever hold (32 running + 256 waiting): not a 503.
+    (
+        "can never fit",
+        "completions",
+        {"prompt": ["hi"] * 20, "n": 16, "temperature": 1, "max_tokens": 2},
+        AUTH,
+        400,
+        BAD,
+        "n",
+    ),
     ("missing key", "chat", CHAT, {}, 401, "authentication_error", None),
     (
         "wrong key",
@@ -529,9 +699,52 @@ def test_oversized_chunked_body_is_413(server):
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_static_paths_that_cannot_exist_are_404(server):
+    for name in ("a%00b", "x" * 5000, "..%2F..%2Fetc%2Fpasswd", "%ED%A0%80", "app.js%00.png"):
+        reply = httpx.get(f"{server.url}/static/{name}")
+        assert reply.status_code == 404, (name[:20], reply.text)
+        assert strict_json(reply.text)["error"]["type"] == "not_found_error"
+
+
+def test_head_works_where_get_does(server):
+    for path in ("/", "/health", "/metrics", "/static/app.js"):
+        get, head = httpx.get(f"{server.url}{path}"), httpx.head(f"{server.url}{path}")
+        assert head.status_code == get.status_code == 200, path
+        assert head.content == b""
+    assert httpx.head(f"{server.base_url}/models", headers=AUTH).status_code == 200
+
+
+def test_request_headers_are_bounded(server):
+    reply = httpx.get(f"{server.url}/health", headers={"X-Big": "a" * 100_000})
+    assert reply.status_code == 431
+    assert strict_json(reply.text)["error"]["code"] == "headers_too_large"
+    # Many small headers count the same; a normal request still works after.
+    many = {f"X-H{i}": "v" * 100 for i in range(1000)}
+    assert httpx.get(f"{server.url}/health", headers=many).status_code == 431
+    assert httpx.get(f"{server.url}/health", headers={"X-Ok": "a" * 1000}).status_code == 200
+
+
+def test_openapi_documents_what_the_server_sends(server):
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        responses = spec["paths"][path]["post"]["responses"]
+        assert set(responses) == {"200", "400", "401", "404", "413", "431", "503"}, path
+        assert "text/event-stream" in responses["200"]["content"]
+        assert "Retry-After" in responses["503"]["headers"]
+        assert "WWW-Authenticate" in responses["401"]["headers"]
+        error_schema = responses["400"]["content"]["application/json"]["schema"]["$ref"]
+        assert error_schema.endswith("/ErrorResponse")
+    metrics = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
+    assert "503" in spec["paths"]["/health"]["get"]["responses"]
+    assert "head" in spec["paths"]["/health"]
+    assert "422" not in json.dumps(spec["paths"])
+
+
 def test_api_keys(server, model_id):
     url = f"{server.base_url}/models"
     assert httpx.get(url).status_code == 401
+    assert httpx.get(url).headers["www-authenticate"].startswith("Bearer")
     assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(url, headers={"Authorization": API_KEY}).status_code == 401  # no scheme
     assert httpx.get(url, headers=AUTH).status_code == 200
@@ -603,33 +816,42 @@ def test_metrics_exposition(server):
 
 
 def test_full_queue_answers_503_with_retry_after(tiny_models, tmp_path):
-    """Also: a server without ARMs, and API keys from GENARM_API_KEYS."""
-    config = tiny_config_dict(tiny_models, arms=(), max_num_seqs=1)
+    """Also: a server without ARMs, and API keys from GENARM_API_KEYS.
+
+    The order is fixed by states, not by timing: a long streamed request holds the
+    one engine slot (its first chunk has arrived), a second one waits (the server's
+    own gauge says so), then the third is refused; only then is the long one dropped.
+    """
+    config = tiny_config_dict(tiny_models, arms=(), max_num_seqs=1, max_model_len=2048)
     config["server"] = {"max_waiting_requests": 1}
-    long = {**CHAT, "max_tokens": 450, "ignore_eos": True}
     env = {"GENARM_API_KEYS": "env-key-1, env-key-2"}
     auth = {"Authorization": "Bearer env-key-2"}
+    holder = {**CHAT, "max_tokens": 2000, "ignore_eos": True, "stream": True}
 
     async def run(live):
         async with httpx.AsyncClient(timeout=120, headers=auth) as client:
             url = f"{live.url}/v1/chat/completions"
-            busy = [asyncio.create_task(client.post(url, json=long)) for _ in range(2)]
-            # One request running, one waiting: the queue is at its bound.
-            for _ in range(200):
-                if live.metric("genarm_requests_waiting") == 1:
-                    break
-                await asyncio.sleep(0.02)
-            third = await client.post(url, json=CHAT)
-            done = await asyncio.gather(*busy)
-            return third, done
+            async with client.stream("POST", url, json=holder) as running:
+                assert running.status_code == 200
+                lines = running.aiter_lines()
+                while not (await anext(lines)).startswith("data: "):
+                    pass  # the holder is generating: it has the slot
+                waiting = asyncio.create_task(client.post(url, json=CHAT))
+                deadline = time.monotonic() + 60
+                while live.metric("genarm_requests_waiting") != 1:
+                    assert time.monotonic() < deadline, "the second request never queued"
+                    await asyncio.sleep(0.02)
+                third = await client.post(url, json=CHAT)
+            # The holder's stream is closed: its slot frees, the waiting one runs.
+            return third, await waiting
 
     with LiveServer(config, env=env, workdir=tmp_path) as live:
-        third, done = asyncio.run(run(live))
+        third, waited = asyncio.run(run(live))
         assert third.status_code == 503, third.text
         assert third.headers["retry-after"] == "1"
         assert third.json()["error"]["type"] == "service_unavailable_error"
-        assert [r.status_code for r in done] == [200, 200]
-        assert all(r.json()["reward_weights"] == {} for r in done)
+        assert waited.status_code == 200, waited.text
+        assert waited.json()["reward_weights"] == {}
         url = f"{live.url}/v1/chat/completions"
         assert httpx.post(url, json=CHAT, timeout=60).status_code == 401
         ok = httpx.post(url, json=CHAT, headers=auth, timeout=60)

@@ -75,7 +75,15 @@ def resolve_reward_weights(
                 f"weight of ARM {spec.name!r} must be a number, got {type(value).__name__}",
                 param=param,
             )
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond any float
+            raise RewardWeightError(
+                f"weight of ARM {spec.name!r} must be within "
+                f"[{spec.min_weight}, {spec.max_weight}], got an integer of "
+                f"{value.bit_length()} bits",
+                param=param,
+            ) from None
         if not math.isfinite(value):
             raise RewardWeightError(
                 f"weight of ARM {spec.name!r} must be finite, got {value}", param=param

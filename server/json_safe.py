@@ -1,0 +1,76 @@
+"""JSON the server can always write: every response body and every streamed event.
+
+Python's ``json`` writes ``NaN``/``Infinity`` (not JSON: strict clients fail to
+parse them) and Starlette's ``JSONResponse`` raises on them instead, which turns
+a reply into a 500; both fail on strings with unpaired UTF-16 surrogates once
+encoded to UTF-8. Those values reach a response two ways: logprobs of tokens the
+sampling settings ruled out (-inf), and text echoed from the request (an ARM
+name, a field path in an error). So every body goes through ``json_bytes``:
+
+- a non-finite float becomes ``LOGPROB_FLOOR`` (-9999.0, what OpenAI's and
+  vLLM's servers report for a token that cannot be drawn), its positive twin,
+  or ``null`` for NaN;
+- an unpaired surrogate becomes U+FFFD, the replacement character.
+
+Requests never get this far with surrogates (``protocol`` refuses them with a
+400 naming the field); this is the guarantee that rendering cannot fail.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+LOGPROB_FLOOR = -9999.0
+
+
+def finite_or_floor(value: float) -> float:
+    """A logprob as OpenAI reports it: -inf (and NaN) as -9999.0."""
+    if math.isnan(value) or value < LOGPROB_FLOOR:
+        return LOGPROB_FLOOR
+    return value
+
+
+def clean_text(text: str) -> str:
+    """``text`` with unpaired surrogates replaced by U+FFFD (unchanged if there are none)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            return None
+        return LOGPROB_FLOOR if value < 0 else -LOGPROB_FLOOR
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def json_bytes(content: Any) -> bytes:
+    """UTF-8 JSON of ``content``; never fails on floats or strings (see the module)."""
+    try:
+        return _dumps(content)
+    except (ValueError, UnicodeEncodeError):
+        return _dumps(_clean(content))  # the rare body with a bad value: clean a copy
+
+
+def _dumps(content: Any) -> bytes:
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+class SafeJSONResponse(JSONResponse):
+    """``JSONResponse`` that renders through ``json_bytes``."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)

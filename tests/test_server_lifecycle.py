@@ -1,0 +1,196 @@
+"""The server under stress and at its end: big prompts beside live streams, and a
+graceful stop on SIGTERM. Real `genarm serve` processes on the tiny models.
+
+Orders are fixed by the server's own states (its gauges, /health), never by
+sleeps: the requests that must still be running when something happens are
+2,000-token answers, which is hundreds of engine steps past the few HTTP
+round trips the test makes meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+
+import httpx
+import psutil
+import pytest
+
+from conftest import tiny_config_dict
+from live_server import LiveServer
+
+CONTEXT = 2048
+SHORT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+LONG = {
+    "messages": [{"role": "user", "content": "Tell me everything."}],
+    "max_tokens": 2000,
+    "ignore_eos": True,
+    "reward_weights": {"arm_a": 1.0},
+}
+BIG_PROMPT_CHARS = 1_000_000
+
+
+def lifecycle_config(tiny_models, **server) -> dict:
+    config = tiny_config_dict(tiny_models, max_model_len=CONTEXT, max_num_seqs=16)
+    config["server"] = {"max_body_bytes": 4 << 20, **server}
+    return config
+
+
+async def read_stream(client: httpx.AsyncClient, url: str, body: dict, arrivals: list | None):
+    """(status, [event data...]) of one streamed request; chunk arrival times into ``arrivals``."""
+    events: list[str] = []
+    async with client.stream("POST", url, json={**body, "stream": True}) as response:
+        if response.status_code != 200:
+            return response.status_code, [await response.aread()]
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                events.append(line[len("data: ") :])
+                if arrivals is not None:
+                    arrivals.append(time.monotonic())
+    return 200, events
+
+
+async def wait_for(predicate, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def ended_cleanly(status: int, events: list) -> bool:
+    """A stream ends with [DONE]; an error before it has OpenAI's shape."""
+    if status != 200 or not events or events[-1] != "[DONE]":
+        return False
+    errors = [json.loads(e) for e in events[:-1] if "error" in json.loads(e)]
+    return all(set(e["error"]) >= {"message", "type", "param", "code"} for e in errors)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tmp_path_factory):
+    config = lifecycle_config(tiny_models, shutdown_grace_seconds=600)
+    with LiveServer(config, workdir=tmp_path_factory.mktemp("lifecycle")) as live:
+        yield live
+
+
+def test_big_prompts_do_not_stall_other_clients_streams(server):
+    """Three 1,000,000-character prompts (under the body limit) while another client
+    streams: they are refused, and the stream never pauses for half a second."""
+    url = f"{server.base_url}/chat/completions"
+    big = "lorem ipsum dolor sit amet " * (BIG_PROMPT_CHARS // 27)
+
+    async def run():
+        arrivals: list[float] = []
+        async with httpx.AsyncClient(timeout=300) as client:
+            stream = asyncio.create_task(
+                read_stream(client, url, {**LONG, "max_tokens": 600}, arrivals)
+            )
+            await wait_for(lambda: len(arrivals) >= 3, "the stream to start")
+            started = len(arrivals)
+            bigs = await asyncio.gather(
+                client.post(url, json={"messages": [{"role": "user", "content": big}]}),
+                client.post(f"{server.base_url}/completions", json={"prompt": big}),
+                client.post(f"{server.base_url}/completions", json={"prompt": [big[:2000], big]}),
+            )
+            during = len(arrivals) - started
+            status, events = await stream
+        return arrivals, bigs, during, status, events
+
+    arrivals, bigs, during, status, events = asyncio.run(run())
+    for reply in bigs:
+        assert reply.status_code == 400, reply.text[:300]
+        assert reply.json()["error"]["code"] == "context_length_exceeded"
+    assert ended_cleanly(status, events) and len(events) > 100
+    assert during >= 1  # the stream went on while the big prompts were handled
+    largest_gap = max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+    assert largest_gap < 0.5, f"a stream stalled for {largest_gap:.2f} s"
+
+
+def test_sigterm_drains_then_a_second_signal_ends_the_rest(server):
+    """SIGTERM: no new work (503 + Retry-After, /health 'draining'), requests in flight
+    go on; a second SIGTERM ends them with OpenAI-shaped errors (in-band for streams);
+    the server exits 0 and leaves no process behind."""
+    url = f"{server.base_url}/chat/completions"
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    assert children, "the engine runs in child processes"
+
+    async def run():
+        async with httpx.AsyncClient(timeout=300) as client:
+            streams = [asyncio.create_task(read_stream(client, url, LONG, None)) for _ in range(4)]
+            plain = [asyncio.create_task(client.post(url, json=LONG)) for _ in range(4)]
+            await wait_for(lambda: server.metric("genarm_requests_running") == 8, "8 running")
+            os.kill(server.process.pid, signal.SIGTERM)
+            health = await client.get(f"{server.url}/health")
+            while health.json()["status"] != "draining":
+                health = await client.get(f"{server.url}/health")
+            refused = await client.post(url, json=SHORT)
+            still_running = server.metric("genarm_requests_running")
+            signalled = time.monotonic()
+            os.kill(server.process.pid, signal.SIGTERM)
+            streamed = await asyncio.gather(*streams)
+            answered = await asyncio.gather(*plain)
+        return health, refused, still_running, streamed, answered, signalled
+
+    health, refused, still_running, streamed, answered, signalled = asyncio.run(run())
+    assert health.status_code == 503 and health.headers["retry-after"]
+    assert refused.status_code == 503 and refused.headers["retry-after"]
+    assert refused.json()["error"]["code"] == "server_shutting_down"
+    assert still_running == 8  # the drain let them go on
+    for status, events in streamed:
+        assert ended_cleanly(status, events), events[-2:]
+        assert json.loads(events[-2])["error"]["code"] == "server_shutting_down"
+    for reply in answered:
+        assert reply.status_code == 503, reply.text[:300]
+        assert reply.json()["error"]["code"] == "server_shutting_down"
+    assert server.wait_exit(timeout=120) == 0
+    print(f"stopped {time.monotonic() - signalled:.1f} s after the second SIGTERM")
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == [], f"left behind: {alive}"
+
+
+def test_sigterm_lets_short_requests_finish_and_ends_long_ones_at_the_grace(tiny_models, tmp_path):
+    """One SIGTERM, a 5-second grace: 16-token answers finish normally ([DONE] / 200),
+    2,000-token ones are ended when the grace is over; exit 0."""
+    config = lifecycle_config(tiny_models, shutdown_grace_seconds=5)
+    live = LiveServer(config, workdir=tmp_path)
+    try:
+        live.start()
+        url = f"{live.base_url}/chat/completions"
+        short = {**LONG, "max_tokens": 16}
+
+        async def run():
+            async with httpx.AsyncClient(timeout=300) as client:
+                shorts = [
+                    asyncio.create_task(read_stream(client, url, short, None)),
+                    asyncio.create_task(client.post(url, json=short)),
+                ]
+                longs = [
+                    asyncio.create_task(read_stream(client, url, LONG, None)),
+                    asyncio.create_task(client.post(url, json=LONG)),
+                ]
+                # All four admitted: running, or (a short one) already done.
+                await wait_for(
+                    lambda: (
+                        live.metric("genarm_requests_running") + sum(t.done() for t in shorts) == 4
+                    ),
+                    "4 admitted",
+                )
+                signalled = time.monotonic()
+                os.kill(live.process.pid, signal.SIGTERM)
+                results = await asyncio.gather(*shorts, *longs)
+            return results, signalled
+
+        (short_stream, short_plain, long_stream, long_plain), signalled = asyncio.run(run())
+        assert ended_cleanly(*short_stream)
+        assert all("error" not in json.loads(e) for e in short_stream[1][:-1])
+        assert short_plain.status_code == 200, short_plain.text[:300]
+        assert short_plain.json()["usage"]["completion_tokens"] == 16
+        assert ended_cleanly(*long_stream)
+        assert json.loads(long_stream[1][-2])["error"]["code"] == "server_shutting_down"
+        assert long_plain.status_code == 503
+        assert live.wait_exit(timeout=120) == 0
+        print(f"drained and exited {time.monotonic() - signalled:.1f} s after SIGTERM")
+    finally:
+        live.stop()
