@@ -11,6 +11,8 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -36,11 +38,21 @@ CHROMIUM_ARGS = [
 API_KEY = "web-test-key"
 # The tiny model's whole position range: room for the long answer the Stop test interrupts.
 CONTEXT = 2048
-STOP_TOKENS = 1500
 PROMPT = "Tell me a short story about a dragon."
 MAX_TOKENS = 32
-# Long enough (seconds on CPU) that a busy browser still sees the answer arrive in steps.
+# Two tests need the answer to reach the page slowly, however fast the model is, so
+# they throttle the page's downloads (Chrome's network emulation, which also paces a
+# fetch() body read as a ReadableStream: measured in headless Chromium 156, it hands
+# the page ~1.5 KB pieces at the set rate, e.g. 4,000 B/s gave 4,057 B/s in 24 reads).
+# Each streamed token is ~270 bytes of SSE (the event echoes the weights).
+# 128 tokens, ~35 KB of SSE: at 16 KB/s it arrives over ~2 s in ~20 pieces, each a
+# separate repaint, whereas unthrottled the idle tiny model can outrun the repaints.
 STREAM_TOKENS = 128
+STREAM_BYTES_PER_S = 16_000
+# 1,500 tokens with EOS ignored, ~400 KB of SSE: at 2 KB/s the page would need minutes
+# to read it, so Stop surely lands mid-answer, and the stopped answer ends at once.
+STOP_TOKENS = 1500
+STOP_BYTES_PER_S = 2_000
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
 
 pytestmark = pytest.mark.skipif(
@@ -126,6 +138,28 @@ def set_slider(page, selector: str, arrows: int) -> None:
         page.keyboard.press("ArrowRight" if arrows > 0 else "ArrowLeft")
 
 
+@contextmanager
+def slow_download(page, bytes_per_s: int) -> Iterator[None]:
+    """Throttle everything the page downloads to ``bytes_per_s``, inside the block only.
+
+    Through the Chrome DevTools Protocol: the server still answers at full speed, the
+    browser just hands the bytes to the page no faster than this.
+    """
+    cdp = page.context.new_cdp_session(page)
+
+    def download_limit(limit: int) -> None:  # -1: no limit
+        conditions = {"offline": False, "latency": 0, "uploadThroughput": -1}
+        cdp.send("Network.emulateNetworkConditions", {**conditions, "downloadThroughput": limit})
+
+    try:
+        cdp.send("Network.enable")
+        download_limit(bytes_per_s)
+        yield
+    finally:
+        download_limit(-1)
+        cdp.detach()
+
+
 def send(page, text: str) -> None:
     page.fill("#prompt", text)
     page.press("#prompt", "Enter")
@@ -193,13 +227,16 @@ def test_slider_weight_streams_into_the_page(page, server, client):
           }).observe(document.body, {subtree: true, childList: true, characterData: true});
         }"""
     )
-    # The reference answers first: this also warms the fresh server up, whose
-    # first generation can arrive in one burst.
     messages = [{"role": "user", "content": PROMPT}]
     reference = client.chat(messages, {"arm_a": 1.5}, temperature=0, max_tokens=STREAM_TOKENS)
     unguided = client.chat(messages, {}, temperature=0, max_tokens=STREAM_TOKENS)
     before = arm_a_weights_in_1_to_2(server)
-    with page.expect_response("**/v1/chat/completions") as response_info:
+    # Throttled, so that the answer arrives in pieces the page must repaint one by
+    # one, whatever the speed of the model (see STREAM_BYTES_PER_S).
+    with (
+        slow_download(page, STREAM_BYTES_PER_S),
+        page.expect_response("**/v1/chat/completions") as response_info,
+    ):
         (request,) = chat_requests(page, lambda: send(page, PROMPT))
     shown = page.locator('[data-pane="guided"] .msg.assistant .text').last.text_content()
 
@@ -217,10 +254,10 @@ def test_slider_weight_streams_into_the_page(page, server, client):
     # Streamed: the text grew in many steps, and adds up to the server's answer.
     deltas = [c["delta"].get("content") or "" for e in events for c in e["choices"]]
     assert shown == "".join(deltas)
-    # The page shows partial text while it streams (on an idle machine the tiny model
-    # can outrun the page's repaints, so one intermediate length is all that is sure).
+    # The page shows partial text while it streams: the throttled answer comes in ~20
+    # pieces, so even a busy browser that merges a few of them shows several lengths.
     partial = set(page.evaluate("window.__lengths")) - {0, len(shown)}
-    assert len(partial) >= 1, f"the answer appeared in one piece: {sorted(partial)}"
+    assert len(partial) >= 3, f"the answer appeared in too few steps: {sorted(partial)}"
     assert shown == reference.choices[0].message.content
     assert shown != unguided.choices[0].message.content  # the weight changed the answer
     meta = page.locator(".msg.assistant .meta").last.text_content()
@@ -300,15 +337,30 @@ def test_server_errors_appear_in_words(page, server):
 
 
 def test_stop_keeps_the_partial_answer(page):
-    # Long enough that Stop lands mid-answer: 400 tokens took the idle tiny model 2.1 s.
+    # Stop must land mid-answer however fast the model is: the answer can end neither
+    # early (EOS ignored: the page does not send ignore_eos, so the test adds it on the
+    # way out; a continued route still streams the response) nor reach the page before
+    # the click (throttled to STOP_BYTES_PER_S, minutes for the whole answer).
+    rewritten = []
+
+    def ignore_eos(route):
+        body = json.loads(route.request.post_data)
+        rewritten.append(body["max_tokens"])
+        route.continue_(post_data=json.dumps({**body, "ignore_eos": True}))
+
     page.fill("#max-tokens", str(STOP_TOKENS))
-    send(page, "Go on.")
-    answer = page.locator('[data-pane="guided"] .msg.assistant').last
-    answer.locator(".text").filter(has_text=re.compile(r"\S")).wait_for()  # text is arriving
-    # It says Stop now. Click it from the page itself: Playwright's actionability
-    # waits can outlast a whole answer from the tiny model on an idle machine.
-    page.evaluate("document.querySelector('#send').click()")
-    page.locator("#send", has_text="Send").wait_for()
+    page.route("**/v1/chat/completions", ignore_eos)
+    try:
+        with slow_download(page, STOP_BYTES_PER_S):
+            send(page, "Go on.")
+            answer = page.locator('[data-pane="guided"] .msg.assistant').last
+            answer.locator(".text").filter(has_text=re.compile(r"\S")).wait_for()  # arriving
+            # It says Stop now. Click it from the page itself: no actionability waits.
+            page.evaluate("document.querySelector('#send').click()")
+            page.locator("#send", has_text="Send").wait_for()
+    finally:
+        page.unroute("**/v1/chat/completions", ignore_eos)
+    assert rewritten == [STOP_TOKENS]
     assert answer.locator(".meta").text_content() == "stopped"
     partial = answer.locator(".text").text_content()
     # The stopped turn stays in the conversation, as shown.
