@@ -2,11 +2,13 @@
 the event stream, and the error shape.
 
 FastAPI documents a 422 for every route with a body; this server answers
-invalid input with 400 (OpenAI's status), so ``install_openapi`` drops 422.
+invalid input with 400 (OpenAI's status), so ``install_openapi`` drops 422. It
+also gives the HEAD twin of a GET route an operation id of its own.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from fastapi import FastAPI
@@ -84,12 +86,20 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, routes=app.routes, description=app.description
-            )
+            with warnings.catch_warnings():  # GET and HEAD of one route share an id: fixed below
+                warnings.filterwarnings("ignore", "Duplicate Operation ID")
+                schema = get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    routes=app.routes,
+                    description=app.description,
+                )
             for path in schema.get("paths", {}).values():
-                for operation in path.values():
+                for method, operation in path.items():
                     operation.get("responses", {}).pop("422", None)
+                    if method == "head":
+                        operation["operationId"] = operation["operationId"].removesuffix("_get")
+                        operation["operationId"] += "_head"
             schemas = schema.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)

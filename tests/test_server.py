@@ -755,28 +755,6 @@ def test_api_keys(server, model_id):
         openai.OpenAI(base_url=server.base_url, api_key="wrong", max_retries=0).models.list()
 
 
-def test_disconnect_mid_stream_aborts_the_request(server):
-    body = {**CHAT, "max_tokens": 480, "ignore_eos": True, "stream": True}
-    with httpx.stream(
-        "POST", f"{server.base_url}/chat/completions", json=body, headers=AUTH, timeout=60
-    ) as response:
-        lines = response.iter_lines()
-        chunks = [next(lines) for _ in range(6)]
-        assert any(line.startswith("data: ") for line in chunks)
-        # No "still running" check here: on an idle machine the tiny model can finish
-        # all 480 tokens before the client has read six lines.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if server.metric("genarm_requests_running") == 0 and (
-            server.metric("vllm:num_requests_running") == 0
-        ):
-            break
-        time.sleep(0.2)
-    assert server.metric("genarm_requests_running") == 0
-    assert server.metric("vllm:num_requests_running") == 0
-    assert server.metric("genarm_completion_tokens_total") is not None
-
-
 def test_sixteen_concurrent_requests_echo_their_weights(server, model_id):
     async def one(client, i):
         weights = {"arm_a": round(-2 + i * 0.25, 2), "arm_b": round(i * 0.1, 2)}

@@ -108,6 +108,36 @@ def test_big_prompts_do_not_stall_other_clients_streams(server):
     assert largest_gap < 0.5, f"a stream stalled for {largest_gap:.2f} s"
 
 
+def aborted_requests(server) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vllm:request_success_total{") and 'finished_reason="abort"' in line
+    )
+
+
+def test_disconnect_mid_stream_aborts_the_request(server):
+    """A client that hangs up frees its request: the engine aborts it (a 2,000-token
+    answer cannot have finished by itself) and the gauges return to 0."""
+    aborted_before = aborted_requests(server)
+    body = {**LONG, "stream": True}
+    with httpx.stream(
+        "POST", f"{server.base_url}/chat/completions", json=body, timeout=60
+    ) as response:
+        lines = response.iter_lines()
+        while not next(lines).startswith("data: "):
+            pass  # generating
+    deadline = time.monotonic() + 60
+    while aborted_requests(server) == aborted_before or (
+        server.metric("genarm_requests_running") != 0
+        or server.metric("vllm:num_requests_running") != 0
+    ):
+        assert time.monotonic() < deadline, "the request was not aborted"
+        time.sleep(0.05)
+    assert aborted_requests(server) == aborted_before + 1
+
+
 def test_sigterm_drains_then_a_second_signal_ends_the_rest(server):
     """SIGTERM: no new work (503 + Retry-After, /health 'draining'), requests in flight
     go on; a second SIGTERM ends them with OpenAI-shaped errors (in-band for streams);
