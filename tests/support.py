@@ -30,3 +30,13 @@ def shutdown_llm(llm) -> None:
         core.shutdown()
     del llm
     gc.collect()
+
+
+def strict_json(text: str | bytes):
+    """json.loads that refuses NaN/Infinity, which are not JSON (strict clients fail)."""
+    import json
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)

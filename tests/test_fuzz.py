@@ -13,7 +13,6 @@ short pass; the long one is the same test with more examples:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from schemathesis import GenerationMode
 
 from conftest import tiny_config_dict
 from live_server import LiveServer
+from support import strict_json
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +34,6 @@ SEED = int(os.environ.get("GENARM_FUZZ_SEED", "20261128"))
 MAX_GENERATED_TOKENS = 8
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "min_tokens")
 ERROR_KEYS = {"message", "type", "param", "code"}
-
-
-def strict_json(text: str):
-    def refuse(constant: str):
-        raise AssertionError(f"{constant} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def cap_generation(case, index: int) -> None:

@@ -9,15 +9,10 @@ import random
 
 from genarm.server.json_safe import LOGPROB_FLOOR, clean_text, finite_or_floor, json_bytes
 
+from support import strict_json
+
 HOSTILE_FLOATS = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308, -1e300]
 HOSTILE_CHARS = ["\ud800", "\udfff", "\udbff\udc00", "\x00", "\u2028", '"', "\\", "é", "😀", "\n"]
-
-
-def strict_loads(data: bytes):
-    def refuse(constant: str):
-        raise AssertionError(f"{constant} is not JSON")
-
-    return json.loads(data.decode("utf-8"), parse_constant=refuse)
 
 
 def random_string(rng: random.Random) -> str:
@@ -59,7 +54,7 @@ def test_random_hostile_documents_always_encode_to_strict_json():
     rng = random.Random(20261128)
     for _ in range(3000):
         document = {"payload": random_value(rng)}
-        decoded = strict_loads(json_bytes(document))
+        decoded = strict_json(json_bytes(document))
         assert decoded == expected(document)
 
 

@@ -16,7 +16,7 @@ from genarm.reference import GenARMReference
 
 from conftest import tiny_config_dict
 from live_server import LiveServer
-from support import chat_prompt_ids
+from support import chat_prompt_ids, strict_json
 
 API_KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -269,15 +269,6 @@ def test_sampled_logprobs_are_the_guided_distribution(
             break
         prefix = prefix + named
     assert checked >= 1
-
-
-def strict_json(text: str):
-    """json.loads that refuses NaN/Infinity, which are not JSON (strict clients fail)."""
-
-    def refuse(constant: str):
-        raise ValueError(f"{constant} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def test_logprobs_of_excluded_tokens_are_valid_json(server):
