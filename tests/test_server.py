@@ -787,44 +787,45 @@ def test_metrics_exposition(server):
 def test_full_queue_answers_503_with_retry_after(tiny_models, tmp_path):
     """Also: a server without ARMs, and API keys from GENARM_API_KEYS.
 
-    The order is fixed by states, not by timing: a long streamed request holds the
-    one engine slot (its first chunk has arrived), a second one waits (the server's
-    own gauge says so), then the third is refused; only then is the long one dropped.
+    The order is fixed by states, not by timing: two 2,000-token requests fill the one
+    engine slot and the one waiting place (the server's own gauges say so), then the
+    third is refused; the two are dropped after (their clients hang up).
     """
     config = tiny_config_dict(tiny_models, arms=(), max_num_seqs=1, max_model_len=2048)
     config["server"] = {"max_waiting_requests": 1}
     env = {"GENARM_API_KEYS": "env-key-1, env-key-2"}
     auth = {"Authorization": "Bearer env-key-2"}
-    holder = {**CHAT, "max_tokens": 2000, "ignore_eos": True, "stream": True}
+    long = {**CHAT, "max_tokens": 2000, "ignore_eos": True}
+
+    async def wait_for_gauge(live, name: str) -> None:
+        deadline = time.monotonic() + 60
+        while live.metric(name) != 1:
+            assert time.monotonic() < deadline, f"{name} never reached 1"
+            await asyncio.sleep(0.02)
 
     async def run(live):
         async with httpx.AsyncClient(timeout=120, headers=auth) as client:
             url = f"{live.url}/v1/chat/completions"
-            async with client.stream("POST", url, json=holder) as running:
-                assert running.status_code == 200
-                lines = running.aiter_lines()
-                while not (await anext(lines)).startswith("data: "):
-                    pass  # the holder is generating: it has the slot
-                waiting = asyncio.create_task(client.post(url, json=CHAT))
-                deadline = time.monotonic() + 60
-                while live.metric("genarm_requests_waiting") != 1:
-                    assert time.monotonic() < deadline, "the second request never queued"
-                    await asyncio.sleep(0.02)
-                third = await client.post(url, json=CHAT)
-            # The holder's stream is closed: its slot frees, the waiting one runs.
-            return third, await waiting
+            holder = asyncio.create_task(client.post(url, json=long))
+            await wait_for_gauge(live, "genarm_requests_running")
+            waiter = asyncio.create_task(client.post(url, json=long))
+            await wait_for_gauge(live, "genarm_requests_waiting")
+            third = await client.post(url, json=CHAT)
+            for task in (holder, waiter):
+                assert not task.done()  # both still in flight when the third came
+                task.cancel()
+        return third
 
     with LiveServer(config, env=env, workdir=tmp_path) as live:
-        third, waited = asyncio.run(run(live))
+        third = asyncio.run(run(live))
         assert third.status_code == 503, third.text
         assert third.headers["retry-after"] == "1"
         assert third.json()["error"]["type"] == "service_unavailable_error"
-        assert waited.status_code == 200, waited.text
-        assert waited.json()["reward_weights"] == {}
         url = f"{live.url}/v1/chat/completions"
         assert httpx.post(url, json=CHAT, timeout=60).status_code == 401
-        ok = httpx.post(url, json=CHAT, headers=auth, timeout=60)
+        ok = httpx.post(url, json=CHAT, headers=auth, timeout=60)  # the slot is free again
         assert ok.status_code == 200, ok.text
+        assert ok.json()["reward_weights"] == {}
         unknown = httpx.post(url, json={**CHAT, "reward_weights": {"arm_a": 1}}, headers=auth)
         assert (
             unknown.status_code == 400

@@ -108,19 +108,10 @@ def test_big_prompts_do_not_stall_other_clients_streams(server):
     assert largest_gap < 0.5, f"a stream stalled for {largest_gap:.2f} s"
 
 
-def aborted_requests(server) -> float:
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("vllm:request_success_total{") and 'finished_reason="abort"' in line
-    )
-
-
 def test_disconnect_mid_stream_aborts_the_request(server):
-    """A client that hangs up frees its request: the engine aborts it (a 2,000-token
-    answer cannot have finished by itself) and the gauges return to 0."""
-    aborted_before = aborted_requests(server)
+    """A client that hangs up frees its request: the gauges return to 0 before the
+    engine could have produced the 2,000 tokens asked for (it was aborted)."""
+    generated_before = server.metric("vllm:generation_tokens_total") or 0
     body = {**LONG, "stream": True}
     with httpx.stream(
         "POST", f"{server.base_url}/chat/completions", json=body, timeout=60
@@ -128,14 +119,15 @@ def test_disconnect_mid_stream_aborts_the_request(server):
         lines = response.iter_lines()
         while not next(lines).startswith("data: "):
             pass  # generating
-    deadline = time.monotonic() + 60
-    while aborted_requests(server) == aborted_before or (
+    deadline = time.monotonic() + 120
+    while (
         server.metric("genarm_requests_running") != 0
         or server.metric("vllm:num_requests_running") != 0
     ):
-        assert time.monotonic() < deadline, "the request was not aborted"
+        assert time.monotonic() < deadline, "the request is still running"
         time.sleep(0.05)
-    assert aborted_requests(server) == aborted_before + 1
+    generated = server.metric("vllm:generation_tokens_total") - generated_before
+    assert 1 <= generated < LONG["max_tokens"], generated
 
 
 def test_sigterm_drains_then_a_second_signal_ends_the_rest(server):
