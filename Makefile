@@ -49,7 +49,8 @@ $(STAMPS)/chromium: $(STAMPS)/venv
 	fi
 	touch $@
 
-# Everything, the slow tensor-parallel test included: about 8 minutes on 2 cores,
+# Everything, the slow tests included (tensor parallel, schema fuzzing): about 16 minutes
+# of tests on 2 cores after a 3-minute set-up,
 # well inside CI's 90. (A bare `pytest` skips the slow ones, for quick local runs.)
 test: setup
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
