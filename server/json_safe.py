@@ -34,13 +34,20 @@ def finite_or_floor(value: float) -> float:
     return value
 
 
-def clean_text(text: str) -> str:
-    """``text`` with unpaired surrogates replaced by U+FFFD (unchanged if there are none)."""
+def has_unpaired_surrogate(text: str) -> bool:
+    """True if ``text`` cannot be written as UTF-8 (a lone UTF-16 surrogate in it)."""
     try:
         text.encode("utf-8")
-        return text
+        return False
     except UnicodeEncodeError:
-        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+        return True
+
+
+def clean_text(text: str) -> str:
+    """``text`` with unpaired surrogates replaced by U+FFFD (unchanged if there are none)."""
+    if not has_unpaired_surrogate(text):
+        return text
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
 
 
 def _clean(value: Any) -> Any:

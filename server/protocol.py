@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from genarm.server.json_safe import has_unpaired_surrogate
+
 # OpenAI features that change what the caller gets; ignoring them would mislead.
 UNSUPPORTED_FIELDS = (
     "tools",
@@ -58,14 +60,10 @@ def first_unpaired_surrogate(value: Any, path: tuple = ()) -> tuple | None:
     JSON may escape one (``"\\ud800"``); no tokenizer or UTF-8 writer takes it.
     """
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-        return None
+        return path if has_unpaired_surrogate(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(key, str) and first_unpaired_surrogate(key) is not None:
+            if isinstance(key, str) and has_unpaired_surrogate(key):
                 return (*path, "<key>")
             found = first_unpaired_surrogate(item, (*path, key))
             if found is not None:

@@ -39,6 +39,8 @@ class GracefulServer(uvicorn.Server):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signalled = False
         self._stop_now: asyncio.Event | None = None
+        # The drain task, kept referenced: asyncio holds only weak references to tasks.
+        self._drain_task: asyncio.Task | None = None
 
     async def serve(self, sockets=None) -> None:
         self._loop = asyncio.get_running_loop()
