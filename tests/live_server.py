@@ -120,13 +120,13 @@ class LiveServer:
 
     def metric(self, name: str) -> float | None:
         """Sum of a Prometheus metric's samples (all label sets) from /metrics."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        values = [
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith((name + " ", name + "{"))
-        ]
-        return sum(values) if values else None
+        return _metric_sum(httpx.get(f"{self.url}/metrics", timeout=10).text, name)
+
+    async def ametric(self, client: httpx.AsyncClient, name: str) -> float | None:
+        """``metric`` without blocking the caller's event loop, where the test's own
+        requests run: a blocking call there would stall them on a busy machine."""
+        response = await client.get(f"{self.url}/metrics", timeout=10)
+        return _metric_sum(response.text, name)
 
     def stop(self) -> None:
         """SIGTERM (graceful: the engine shuts down), then SIGKILL what is left of its group."""
@@ -152,3 +152,13 @@ class LiveServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _metric_sum(text: str, name: str) -> float | None:
+    """Sum of a metric's samples (all label sets) in Prometheus text, None if absent."""
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    ]
+    return sum(values) if values else None

@@ -784,41 +784,42 @@ def test_metrics_exposition(server):
     assert 'route="/v1/chat/completions",status="400"' in text
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="waits on the server's gauges that fresh-clone CI run 4 never saw reached "
-    "(passes locally); open in issue 11's note, not to block CI meanwhile",
-)
 def test_full_queue_answers_503_with_retry_after(tiny_models, tmp_path):
     """Also: a server without ARMs, and API keys from GENARM_API_KEYS.
 
-    The order is fixed by states, not by timing: two 2,000-token requests fill the one
-    engine slot and the one waiting place (the server's own gauges say so), then the
+    The order is fixed by states, not by timing: two 8,000-token requests (minutes of
+    engine steps) fill the one engine slot and the one waiting place (the server's own
+    gauges say so, read without blocking the loop that carries the requests), then the
     third is refused; the two are dropped after (their clients hang up).
     """
-    config = tiny_config_dict(tiny_models, arms=(), max_num_seqs=1, max_model_len=2048)
+    config = tiny_config_dict(tiny_models, arms=(), max_num_seqs=1, max_model_len=8192)
     config["server"] = {"max_waiting_requests": 1}
     env = {"GENARM_API_KEYS": "env-key-1, env-key-2"}
     auth = {"Authorization": "Bearer env-key-2"}
-    long = {**CHAT, "max_tokens": 2000, "ignore_eos": True}
+    long = {**CHAT, "max_tokens": 8000, "ignore_eos": True}
 
-    async def wait_for_gauge(live, name: str) -> None:
-        deadline = time.monotonic() + 60
-        while live.metric(name) != 1:
-            assert time.monotonic() < deadline, f"{name} never reached 1"
+    async def wait_for_gauge(live, client, name: str) -> None:
+        deadline = time.monotonic() + 120
+        while await live.ametric(client, name) != 1:
+            assert time.monotonic() < deadline, f"{name} never reached 1:\n{live.log()}"
             await asyncio.sleep(0.02)
 
     async def run(live):
         async with httpx.AsyncClient(timeout=120, headers=auth) as client:
             url = f"{live.url}/v1/chat/completions"
             holder = asyncio.create_task(client.post(url, json=long))
-            await wait_for_gauge(live, "genarm_requests_running")
+            await wait_for_gauge(live, client, "genarm_requests_running")
             waiter = asyncio.create_task(client.post(url, json=long))
-            await wait_for_gauge(live, "genarm_requests_waiting")
+            await wait_for_gauge(live, client, "genarm_requests_waiting")
             third = await client.post(url, json=CHAT)
             for task in (holder, waiter):
                 assert not task.done()  # both still in flight when the third came
                 task.cancel()
+            # Their clients hung up: the server frees both (the state the next call needs).
+            deadline = time.monotonic() + 120
+            while await live.ametric(client, "genarm_requests_running") != 0:
+                assert time.monotonic() < deadline, f"not freed:\n{live.log()}"
+                await asyncio.sleep(0.02)
         return third
 
     with LiveServer(config, env=env, workdir=tmp_path) as live:
