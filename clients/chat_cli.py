@@ -10,7 +10,6 @@ Imports only the openai SDK (through genarm.clients.client), never torch/vLLM.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -19,6 +18,8 @@ from typing import Any, TextIO
 import openai
 
 from genarm.clients.client import API_KEY_ENV, DEFAULT_URL, Arm, GenARMClient
+from genarm.clients.weight_args import WeightArgError, parse_weight_items, parse_weight_value
+from genarm.reward_weights import RewardWeightError, resolve_reward_weights
 
 HELP = """commands:
   /weight NAME VALUE   set one ARM's reward weight (0 = no guidance from it)
@@ -57,39 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class UsageError(ValueError):
-    """A weight the user typed that cannot be sent."""
-
-
-def parse_weight_args(items: list[str]) -> dict[str, float]:
-    weights: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--weight wants NAME=VALUE, got {item!r}")
-        weights[name.strip()] = parse_value(value)
-    return weights
-
-
-def parse_value(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"a weight must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise UsageError(f"a weight must be finite, got {text!r}")
-    return value
+    """Something the user typed that cannot be sent (weight arguments included)."""
 
 
 def check_weight(arms: list[Arm], name: str, value: float) -> None:
-    """Catch a typo before it costs a round trip (the server checks the same rules)."""
-    by_name = {arm.name: arm for arm in arms}
-    if name not in by_name:
-        raise UsageError(f"unknown ARM {name!r}; this server's ARMs: {', '.join(by_name)}")
-    arm = by_name[name]
-    if not arm.min_weight <= value <= arm.max_weight:
-        raise UsageError(
-            f"weight of {name!r} must be within [{arm.min_weight:g}, {arm.max_weight:g}]"
-        )
+    """Catch a typo before it costs a round trip: the server's own rules
+    (``genarm.reward_weights``) over the ARMs it lists."""
+    try:
+        resolve_reward_weights(arms, {name: value})
+    except RewardWeightError as err:
+        raise UsageError(str(err)) from None
 
 
 def format_weights(arms: list[Arm], weights: dict[str, float]) -> str:
@@ -125,7 +103,7 @@ class ChatSession:
         self.args = args
         self.arms = arms
         self.start_weights = {arm.name: arm.default_weight for arm in arms}
-        requested = parse_weight_args(args.weight)
+        requested = parse_weight_items(args.weight)
         for name, value in requested.items():
             check_weight(arms, name, value)
         self.start_weights.update(requested)
@@ -168,7 +146,7 @@ class ChatSession:
         elif name == "/weight":
             if len(rest) != 2:
                 raise UsageError("usage: /weight NAME VALUE")
-            value = parse_value(rest[1])
+            value = parse_weight_value(rest[1])
             check_weight(self.arms, rest[0], value)
             self.weights[rest[0]] = value
             print(f"{rest[0]} = {value:g}", file=out)
@@ -214,7 +192,7 @@ def interactive(session: ChatSession, stdin: TextIO, out: TextIO, err: TextIO) -
                 continue
             session.ask(line, write)
             print("\n", file=out)
-        except UsageError as e:
+        except (UsageError, WeightArgError) as e:
             print(f"error: {e}", file=err)
         except openai.OpenAIError as e:
             print(f"\nerror: {error_text(e)}", file=err)
@@ -239,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         arms = client.arms()
         _ = client.model
         session = ChatSession(client, args, arms)
-    except UsageError as e:
+    except (UsageError, WeightArgError) as e:
         print(f"genarm chat: {e}", file=sys.stderr)
         return 2
     except (openai.OpenAIError, ValueError) as e:

@@ -7,17 +7,19 @@ the ``reward_weights`` echoed by responses and stream chunks. Server errors are
 therefore the SDK's exceptions (``openai.BadRequestError``,
 ``openai.AuthenticationError``, ...), with the server's message.
 
-Imports only the SDK (no torch, no vLLM), so the chat CLI starts fast.
+Imports only the SDK and ``genarm.reward_weights`` (no torch, no vLLM), so the
+chat CLI starts fast.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import openai
+
+from genarm.reward_weights import ArmSpec
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 API_KEY_ENV = "GENARM_API_KEY"
@@ -25,25 +27,8 @@ API_KEY_ENV = "GENARM_API_KEY"
 NO_KEY = "no-key"
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One ARM a server serves, as listed by ``/v1/models``."""
-
-    name: str
-    description: str = ""
-    default_weight: float = 0.0
-    min_weight: float = -5.0
-    max_weight: float = 5.0
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Arm:
-        return cls(
-            name=str(data["name"]),
-            description=str(data.get("description") or ""),
-            default_weight=float(data.get("default_weight", 0.0)),
-            min_weight=float(data.get("min_weight", -5.0)),
-            max_weight=float(data.get("max_weight", 5.0)),
-        )
+# One ARM type everywhere: the server's own, as /v1/models lists it.
+Arm = ArmSpec
 
 
 def api_base(url: str) -> str:

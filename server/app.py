@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from genarm.config import DeploymentConfig
-from genarm.server import openai_api, web
+from genarm.server import routes, web
 from genarm.server.auth import configured_keys
-from genarm.server.engine_client import EngineClient
+from genarm.server.engine_handle import EngineHandle
 from genarm.server.errors import install_error_handlers
 from genarm.server.metrics import ServerMetrics
 from genarm.server.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
@@ -27,15 +27,15 @@ logger = logging.getLogger(__name__)
 def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None) -> FastAPI:
     """The app for one deployment. ``on_fatal`` is called if the engine cannot start or dies."""
     metrics = ServerMetrics()
-    client = EngineClient(cfg, metrics)
-    client.on_engine_dead = on_fatal
+    engine = EngineHandle(cfg, metrics)
+    engine.on_engine_dead = on_fatal
 
     async def load_engine() -> None:
         try:
-            await asyncio.to_thread(client.load)
+            await asyncio.to_thread(engine.load)
         except Exception as err:  # a start-up error: report it and stop the server
-            client.load_error = f"{type(err).__name__}: {err}"
-            logger.error("The engine failed to start: %s", client.load_error)
+            engine.load_error = f"{type(err).__name__}: {err}"
+            logger.error("The engine failed to start: %s", engine.load_error)
             if on_fatal is not None:
                 on_fatal()
 
@@ -44,15 +44,15 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
         loader = asyncio.create_task(load_engine())
         yield
         loader.cancel()
-        client.shutdown()
+        engine.shutdown()
 
     app = FastAPI(title="genarm-serve", version="0.1.0", lifespan=lifespan)
-    app.state.engine_client = client
+    app.state.engine = engine
     app.state.metrics = metrics
     app.state.api_keys = configured_keys(cfg.server.api_keys)
     install_error_handlers(app)
     install_openapi(app)
-    app.include_router(openai_api.router)
+    app.include_router(routes.router)
     app.include_router(web.router)
     # The last added is the outermost: count every response, 413s included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.server.max_body_bytes)
@@ -60,14 +60,14 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
 
     @app.api_route("/health", methods=["GET", "HEAD"], responses=HEALTH_RESPONSES)
     async def health() -> JSONResponse:
-        if client.draining:
+        if engine.draining:
             # Before "ok": a load balancer stops routing here while requests drain.
             return JSONResponse({"status": "draining"}, 503, headers={"Retry-After": "5"})
-        if client.ready:
+        if engine.ready:
             return JSONResponse({"status": "ok"})
-        if client.load_error:
-            return JSONResponse({"status": "failed", "error": client.load_error}, 503)
-        if client.dead:
+        if engine.load_error:
+            return JSONResponse({"status": "failed", "error": engine.load_error}, 503)
+        if engine.dead:
             return JSONResponse({"status": "failed", "error": "the engine has stopped"}, 503)
         return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
 

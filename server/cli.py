@@ -7,6 +7,7 @@ import logging
 import sys
 
 from genarm.config import ConfigError, load_config
+from genarm.engine.vllm_contract import UnsupportedVLLMError, check_vllm_version
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         cfg = load_config(args.config)
-    except ConfigError as err:
+        check_vllm_version()  # at once, not minutes later when the engine loads
+    except (ConfigError, UnsupportedVLLMError) as err:
         print(f"genarm serve: {err}", file=sys.stderr)
         return 2
     server_cfg = cfg.server.model_copy(
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     server = GracefulServer(
-        config, app.state.engine_client, grace_seconds=cfg.server.shutdown_grace_seconds
+        config, app.state.engine, grace_seconds=cfg.server.shutdown_grace_seconds
     )
     logging.getLogger(__name__).info(
         "genarm-serve on http://%s:%d (model loading; /health says when ready)",

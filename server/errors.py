@@ -14,8 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from genarm.server.json_safe import SafeJSONResponse
-from genarm.server.protocol import UnpairedSurrogateError
+from genarm.server.json_safe import SafeJSONResponse, UnpairedSurrogateError
 
 logger = logging.getLogger(__name__)
 

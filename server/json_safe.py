@@ -81,3 +81,41 @@ class SafeJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json_bytes(content)
+
+
+def first_unpaired_surrogate(value: Any, path: tuple = ()) -> tuple | None:
+    """Path of the first string (key or value) holding an unpaired UTF-16 surrogate.
+
+    JSON may escape one (``"\\ud800"``); no tokenizer or UTF-8 writer takes it.
+    """
+    if isinstance(value, str):
+        return path if has_unpaired_surrogate(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and has_unpaired_surrogate(key):
+                return (*path, "<key>")
+            found = first_unpaired_surrogate(item, (*path, key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = first_unpaired_surrogate(item, (*path, index))
+            if found is not None:
+                return found
+    return None
+
+
+class UnpairedSurrogateError(Exception):
+    """A request string with an unpaired surrogate; ``param`` is its field path.
+
+    Not a ValueError on purpose: pydantic passes it through unchanged, so the
+    error handler can answer a 400 that names the field.
+    """
+
+    def __init__(self, path: tuple) -> None:
+        self.param = ".".join(str(p) for p in path) or None
+        where = f"'{self.param}'" if self.param else "the request body"
+        super().__init__(
+            f"{where} contains an unpaired UTF-16 surrogate (an invalid \\uD800-\\uDFFF "
+            "escape); send valid Unicode text"
+        )

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from genarm.server.protocol import ErrorResponse, HealthStatus
 
@@ -36,31 +37,52 @@ UNAUTHORIZED = {
     )
 }
 
-MODELS_RESPONSES: dict[int | str, dict[str, Any]] = {**UNAUTHORIZED, **HEADERS_TOO_LARGE}
 
-COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": (
-            "The completion as JSON; with `stream: true`, a server-sent event stream of "
-            "`data: <chunk JSON>` events ending with `data: [DONE]` (an error after the "
-            'stream started arrives as a `data: {"error": ...}` event before it)'
+def models_responses() -> dict[int | str, dict[str, Any]]:
+    return {**UNAUTHORIZED, **HEADERS_TOO_LARGE}
+
+
+# Event-stream chunk models: not a route's JSON body, so FastAPI would leave them
+# out of the schema; ``install_openapi`` adds them to the components.
+_CHUNK_MODELS: list[type[BaseModel]] = []
+
+
+def completion_responses(
+    response: type[BaseModel], chunk: type[BaseModel]
+) -> dict[int | str, dict[str, Any]]:
+    """A completion route's statuses: the JSON body, or its event stream of ``chunk``s."""
+    _CHUNK_MODELS.append(chunk)
+    stream_schema = {
+        "type": "string",
+        "description": f"`data: <{chunk.__name__} JSON>` events, then `data: [DONE]`",
+    }
+    return {
+        200: {
+            "model": response,
+            "description": (
+                f"The completion as JSON; with `stream: true`, a server-sent event stream of "
+                f"`data: <chunk JSON>` events (schema `{chunk.__name__}`) ending with "
+                '`data: [DONE]` (an error after the stream started arrives as a `data: {"error":'
+                " ...}` event before it)"
+            ),
+            "content": {"text/event-stream": {"schema": stream_schema}},
+        },
+        400: _error(
+            "invalid request: the field is named in `error.param` (including requests that "
+            "could never be served: too long for the context, too many sequences, reward "
+            "weights for unknown ARMs or outside an ARM's bounds)"
         ),
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    },
-    400: _error(
-        "invalid request: the field is named in `error.param` (including requests that "
-        "could never be served: too long for the context, too many sequences)"
-    ),
-    **UNAUTHORIZED,
-    404: _error("unknown model"),
-    413: _error("request body larger than `server.max_body_bytes`"),
-    **HEADERS_TOO_LARGE,
-    503: _error(
-        "the model is loading, the waiting queue is full, the server is shutting down, "
-        "or the engine has stopped",
-        RETRY_AFTER,
-    ),
-}
+        **UNAUTHORIZED,
+        404: _error("unknown model"),
+        413: _error("request body larger than `server.max_body_bytes`"),
+        **HEADERS_TOO_LARGE,
+        503: _error(
+            "the model is loading, the waiting queue is full, the server is shutting down, "
+            "or the engine has stopped",
+            RETRY_AFTER,
+        ),
+    }
+
 
 HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": HealthStatus, "description": "ready"},
@@ -100,10 +122,20 @@ def install_openapi(app: FastAPI) -> None:
                     if method == "head":
                         operation["operationId"] = operation["operationId"].removesuffix("_get")
                         operation["operationId"] += "_head"
-            schemas = schema.get("components", {}).get("schemas", {})
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
+            for model in _CHUNK_MODELS:
+                _add_schema(schemas, model)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:
+    """``model``'s JSON schema (and the models it holds) as components."""
+    found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in found.pop("$defs", {}).items():
+        schemas.setdefault(name, sub)
+    schemas.setdefault(model.__name__, found)

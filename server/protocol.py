@@ -1,4 +1,7 @@
-"""Request bodies of the OpenAI API, validated at the edge.
+"""The OpenAI API's bodies as this server speaks them: requests, validated at the
+edge, and responses, built by the serving layer (``generation.py``) and so
+documented in ``/openapi.json`` with the GenARM fields (``reward_weights``,
+``arms``).
 
 Unknown fields are accepted and logged (as vLLM does); fields of the OpenAI API
 that this server does not implement are refused with a 400 that says so,
@@ -19,7 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from genarm.server.json_safe import has_unpaired_surrogate
+from genarm.reward_weights import ArmSpec
+from genarm.server.json_safe import UnpairedSurrogateError, first_unpaired_surrogate
 
 # OpenAI features that change what the caller gets; ignoring them would mislead.
 UNSUPPORTED_FIELDS = (
@@ -52,44 +56,6 @@ MAX_TEMPERATURE = 2.0
 
 # A finite JSON number (integer or not), but neither a bool nor a numeric string.
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-
-
-def first_unpaired_surrogate(value: Any, path: tuple = ()) -> tuple | None:
-    """Path of the first string (key or value) holding an unpaired UTF-16 surrogate.
-
-    JSON may escape one (``"\\ud800"``); no tokenizer or UTF-8 writer takes it.
-    """
-    if isinstance(value, str):
-        return path if has_unpaired_surrogate(value) else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(key, str) and has_unpaired_surrogate(key):
-                return (*path, "<key>")
-            found = first_unpaired_surrogate(item, (*path, key))
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = first_unpaired_surrogate(item, (*path, index))
-            if found is not None:
-                return found
-    return None
-
-
-class UnpairedSurrogateError(Exception):
-    """A request string with an unpaired surrogate; ``param`` is its field path.
-
-    Not a ValueError on purpose: pydantic passes it through unchanged, so the
-    error handler can answer a 400 that names the field.
-    """
-
-    def __init__(self, path: tuple) -> None:
-        self.param = ".".join(str(p) for p in path) or None
-        where = f"'{self.param}'" if self.param else "the request body"
-        super().__init__(
-            f"{where} contains an unpaired UTF-16 surrogate (an invalid \\uD800-\\uDFFF "
-            "escape); send valid Unicode text"
-        )
 
 
 class StreamOptions(BaseModel):
@@ -129,8 +95,13 @@ class SamplingFields(BaseModel):
     # Extensions as in vLLM's server, for benchmarks with fixed output lengths.
     ignore_eos: StrictBool = False
     min_tokens: StrictInt = Field(default=0, ge=0, le=MAX_INT32)
-    # GenARM: ARM name -> weight. Checked against the served ARMs by the engine's rules.
-    reward_weights: dict[str, Any] | None = None
+    # GenARM: forwarded as sent; the engine admits it by the rules of
+    # genarm.reward_weights (a 400 naming the ARM otherwise).
+    reward_weights: dict[str, Any] | None = Field(
+        default=None,
+        description="GenARM: ARM name -> weight (alpha); ARMs left out get their default. "
+        "GET /v1/models lists the ARMs with their defaults and bounds.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -182,6 +153,22 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(SamplingFields):
+    # Examples in /openapi.json: documentation, and requests a schema fuzzer sends first.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8},
+                {
+                    "messages": [{"role": "user", "content": "Say hello."}],
+                    "max_tokens": 8,
+                    "stream": True,
+                    "logprobs": True,
+                    "top_logprobs": 2,
+                },
+            ]
+        }
+    )
+
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_INT32)
     logprobs: StrictBool = False
@@ -189,6 +176,15 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"prompt": "Once upon a time", "max_tokens": 8, "logprobs": 2},
+                {"prompt": ["Hello", "Goodbye"], "max_tokens": 8, "n": 2, "stream": True},
+            ]
+        }
+    )
+
     prompt: str | list[str] | list[StrictInt] | list[list[StrictInt]]
     logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
@@ -212,3 +208,119 @@ class ErrorResponse(BaseModel):
 class HealthStatus(BaseModel):
     status: Literal["ok", "loading", "draining", "failed"]
     error: str | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    max_model_len: int
+    arms: list[ArmSpec] = Field(description="GenARM: the ARMs a request may weight")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+# Response bodies are dumped with exclude_unset: a field left unset is absent (e.g.
+# a chunk's usage unless asked for), so fields that must always appear have no default.
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob]
+
+
+class TextLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    logprobs: ChatLogprobs | None
+    finish_reason: str | None
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: TextLogprobs | None
+    finish_reason: str | None
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = Field(default=None, description="first chunk only")
+    content: str
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: ChatDelta
+    logprobs: ChatLogprobs | None
+    finish_reason: str | None
+
+
+class GenARMResponse(BaseModel):
+    """OpenAI's fields in OpenAI's order, with the GenARM echo; subclasses name the object."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    reward_weights: dict[str, float] = Field(
+        description="GenARM: the weight each ARM guided this answer with"
+    )
+
+
+class ChatCompletionResponse(GenARMResponse):
+    object: Literal["chat.completion"]
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class CompletionResponse(GenARMResponse):
+    object: Literal["text_completion"]
+    choices: list[TextChoice]
+    usage: Usage
+
+
+class ChatCompletionChunk(GenARMResponse):
+    """One event of a chat stream (``data: {...}``); the stream ends with ``data: [DONE]``."""
+
+    object: Literal["chat.completion.chunk"]
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = Field(default=None, description="with stream_options.include_usage")
+
+
+class CompletionChunk(GenARMResponse):
+    """One event of a completion stream; the stream ends with ``data: [DONE]``."""
+
+    object: Literal["text_completion"]
+    choices: list[TextChoice]
+    usage: Usage | None = Field(default=None, description="with stream_options.include_usage")

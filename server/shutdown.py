@@ -22,7 +22,7 @@ from types import FrameType
 
 import uvicorn
 
-from genarm.server.engine_client import EngineClient
+from genarm.server.engine_handle import EngineHandle
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ ABORT_SETTLE_SECONDS = 10.0
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, client: EngineClient, grace_seconds: float) -> None:
+    def __init__(self, config: uvicorn.Config, engine: EngineHandle, grace_seconds: float) -> None:
         super().__init__(config)
-        self.client = client
+        self.engine = engine
         self.grace_seconds = grace_seconds
         self.drain_seconds: float | None = None  # how long the last drain took
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -50,7 +50,7 @@ class GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A signal handler, run in the event loop's thread between two bytecodes:
         # hand the work to the loop.
-        if self._loop is None or self.client.engine is None or self.should_exit:
+        if self._loop is None or self.engine.llm is None or self.should_exit:
             self.should_exit = True  # nothing to drain (not serving yet, or stopping)
             return
         if self._signalled:
@@ -65,22 +65,22 @@ class GracefulServer(uvicorn.Server):
 
     async def _drain(self) -> None:
         started = time.monotonic()
-        self.client.begin_drain()
+        self.engine.begin_drain()
         logger.info(
             "Draining: %d requests in flight, up to %.0f s (a second signal ends them now)",
-            self.client.in_flight,
+            self.engine.in_flight,
             self.grace_seconds,
         )
-        idle = asyncio.ensure_future(self.client.wait_idle(None))
+        idle = asyncio.ensure_future(self.engine.wait_idle(None))
         stop_now = asyncio.ensure_future(self._stop_now.wait())
         await asyncio.wait(
             {idle, stop_now}, timeout=self.grace_seconds, return_when=asyncio.FIRST_COMPLETED
         )
         stop_now.cancel()
         if not idle.done():
-            aborted = await self.client.abort_all()
+            aborted = await self.engine.abort_all()
             logger.warning("Ended %d requests still running at the stop", aborted)
-            await self.client.wait_idle(ABORT_SETTLE_SECONDS)
+            await self.engine.wait_idle(ABORT_SETTLE_SECONDS)
         idle.cancel()
         self.drain_seconds = time.monotonic() - started
         logger.info("Drained in %.2f s; shutting down", self.drain_seconds)

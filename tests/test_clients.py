@@ -60,8 +60,8 @@ def genarm_chat(server, *args: str, stdin: str = "", key: str | None = API_KEY):
 
 def test_sync_client_arms_weights_and_streaming(client):
     assert client.arms() == [
-        Arm("arm_a", "tiny random ARM arm_a", 0.0, -5.0, 5.0),
-        Arm("arm_b", "tiny random ARM arm_b", 0.0, -5.0, 5.0),
+        Arm("arm_a", default_weight=0.0, description="tiny random ARM arm_a"),
+        Arm("arm_b", default_weight=0.0, description="tiny random ARM arm_b"),
     ]
     messages = [{"role": "user", "content": QUESTION}]
     unguided = answer(client, messages, {})
@@ -228,9 +228,9 @@ def test_chat_interactive_session(server, client):
     assert "arm_b  +0.50" in start_table
     assert "arm_a = 2" in out and "arm_b = -1.5" in out
     assert "arm_a  +2.00" in out and "arm_b  -1.50" in out  # the second /weights
-    # Refused locally, in words, and the session goes on.
-    assert "weight of 'arm_a' must be within [-5, 5]" in err
-    assert "unknown ARM 'nope'; this server's ARMs: arm_a, arm_b" in err
+    # Refused locally by the server's own rules, in its words, and the session goes on.
+    assert "weight of ARM 'arm_a' must be within [-5.0, 5.0]" in err
+    assert "unknown ARM 'nope' in 'reward_weights'; this server's ARMs: arm_a, arm_b" in err
     assert "unknown command /frobnicate" in err
     assert "/weight NAME VALUE" in out  # /help
     assert "never sent" not in out  # /quit ended the session

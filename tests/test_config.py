@@ -7,7 +7,7 @@ import math
 import pytest
 
 from genarm.config import ConfigError, load_config, parse_config
-from genarm.engine.weights import ArmSpec, RewardWeightError, resolve_reward_weights
+from genarm.reward_weights import ArmSpec, RewardWeightError, resolve_reward_weights
 
 
 def minimal(**extra) -> dict:

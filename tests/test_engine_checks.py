@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import importlib.metadata
+import multiprocessing
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
+from packaging.version import Version
+from vllm import SamplingParams
+from vllm.exceptions import VLLMValidationError
 
 from genarm.config import parse_config
 from genarm.engine import engine_kwargs
 from genarm.engine.composite import ARCHITECTURE, arm_prefix
+from genarm.engine.logits_processor import GenARMLogitsProcessor, processor_for
 from genarm.engine.tokenizer_check import TokenizerMismatchError
+from genarm.engine.vllm_contract import SUPPORTED_VLLM, UnsupportedVLLMError, check_vllm_version
+from genarm.reward_weights import ArmSpec, extra_args_for
 from genarm.tiny_models import TinyShape, make_llama, make_tokenizer
 
 from conftest import tiny_config_dict
@@ -39,9 +49,40 @@ def test_composite_is_switched_on_by_hf_overrides(tiny_config):
     assert kwargs["model"] == str(tiny_config.base.model)
 
 
-def test_no_arms_is_plain_vllm(tiny_models):
+def test_no_arms_is_plain_vllm_whose_processor_refuses_any_arm(tiny_models):
     kwargs = engine_kwargs(parse_config(tiny_config_dict(tiny_models, arms=())))
-    assert "hf_overrides" not in kwargs and "logits_processors" not in kwargs
+    assert "hf_overrides" not in kwargs  # the base model's own class, no composite
+    (processor,) = kwargs["logits_processors"]
+    assert processor.specs == ()
+    processor.validate_params(SamplingParams(extra_args=extra_args_for({})))
+    with pytest.raises(VLLMValidationError) as err:
+        processor.validate_params(SamplingParams(extra_args=extra_args_for({"arm_a": 1.0})))
+    assert err.value.parameter == "reward_weights.arm_a"
+
+
+def test_each_deployment_validates_with_its_own_arms(tiny_models):
+    """Two deployments in one process keep their ARM lists apart (no shared state)."""
+    wide = processor_for([ArmSpec("arm_a", min_weight=-5, max_weight=5)])
+    narrow = processor_for([ArmSpec("arm_a", min_weight=0, max_weight=1)])
+    params = SamplingParams(extra_args=extra_args_for({"arm_a": 3.0}))
+    wide.validate_params(params)
+    with pytest.raises(VLLMValidationError, match=r"within \[0, 1\]"):
+        narrow.validate_params(params)
+
+
+def test_processor_class_survives_the_trip_to_a_spawned_engine_process():
+    """vLLM's CPU build spawns its engine core and pickles the config with the
+    processor class in it: the class must come back with the same ARMs."""
+    specs = (ArmSpec("arm_a", default_weight=0.5), ArmSpec("arm_b", max_weight=2.0))
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        names, first_default = pool.apply(_specs_of, (processor_for(specs),))
+    assert names == ["arm_a", "arm_b"] and first_default == 0.5
+
+
+def _specs_of(processor: type) -> tuple[list[str], float]:
+    assert issubclass(processor, GenARMLogitsProcessor)
+    return [s.name for s in processor.specs], processor.specs[0].default_weight
 
 
 def test_quantized_base_leaves_arms_unquantized(tiny_models):
@@ -89,3 +130,34 @@ def test_every_package_folder_is_installed():
 def test_vllm_plugin_entry_point_is_installed():
     plugins = importlib.metadata.entry_points(group="vllm.general_plugins")
     assert any(ep.value == "genarm.engine.plugin:register" for ep in plugins)
+
+
+@pytest.mark.parametrize("version", ["0.31.2", "0.33.0", "1.0.0", "not-a-version"])
+def test_unsupported_vllm_is_refused_naming_the_supported_range(version):
+    with pytest.raises(UnsupportedVLLMError) as err:
+        check_vllm_version(version)
+    assert f"vLLM {version} is installed" in str(err.value)
+    assert str(SUPPORTED_VLLM) in str(err.value)
+
+
+def test_supported_vllm_passes_with_its_local_tag():
+    assert check_vllm_version("0.32.0+cpu") == "0.32.0+cpu"
+    assert Version(check_vllm_version()) in SUPPORTED_VLLM  # the one installed here
+
+
+def test_serve_with_an_unsupported_vllm_fails_at_once(tiny_models, tmp_path):
+    """`genarm serve` under a faked vLLM version: exit 2 with the range, before any
+    model is loaded or any port is opened."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tiny_models)))
+    code = (
+        "import sys, vllm; vllm.__version__ = '0.31.0'; from genarm.cli import main; "
+        f"sys.exit(main(['serve', '--config', {str(config)!r}, '--port', '9']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "vLLM 0.31.0 is installed" in result.stderr
+    assert str(SUPPORTED_VLLM) in result.stderr
+    assert "Starting vLLM engine" not in result.stderr

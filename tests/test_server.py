@@ -732,6 +732,49 @@ def test_openapi_documents_what_the_server_sends(server):
     assert "422" not in json.dumps(spec["paths"])
 
 
+def test_openapi_describes_reward_weights_and_arms(server):
+    """The GenARM fields have a schema: on both completion requests and responses,
+    on the stream chunks, and the ARMs on /v1/models."""
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def schema_of(ref: str) -> dict:
+        return schemas[ref.rsplit("/", 1)[-1]]
+
+    routes = {
+        "/v1/chat/completions": ("ChatCompletionRequest", "ChatCompletionChunk"),
+        "/v1/completions": ("CompletionRequest", "CompletionChunk"),
+    }
+    for path, (request_name, chunk_name) in routes.items():
+        operation = spec["paths"][path]["post"]
+        request = schema_of(
+            operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        )
+        assert request["title"] == request_name
+        assert "reward_weights" in request["properties"], path
+        ok = operation["responses"]["200"]["content"]
+        response = schema_of(ok["application/json"]["schema"]["$ref"])
+        weights = response["properties"]["reward_weights"]
+        assert weights["type"] == "object" and weights["additionalProperties"]["type"] == "number"
+        assert "reward_weights" in response["required"], path
+        assert "reward_weights" in schemas[chunk_name]["properties"], path
+        assert chunk_name in ok["text/event-stream"]["schema"]["description"]
+    models = spec["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]
+    card = schema_of(
+        schema_of(models["application/json"]["schema"]["$ref"])["properties"]["data"]["items"][
+            "$ref"
+        ]
+    )
+    arm = schema_of(card["properties"]["arms"]["items"]["$ref"])
+    assert set(arm["properties"]) == {
+        "name",
+        "default_weight",
+        "min_weight",
+        "max_weight",
+        "description",
+    }
+
+
 def test_api_keys(server, model_id):
     url = f"{server.base_url}/models"
     assert httpx.get(url).status_code == 401

@@ -1,14 +1,10 @@
-"""The GenARM engine: base + ARMs in lock-step inside one vLLM engine."""
+"""The GenARM engine on vLLM: base + ARMs in lock-step inside one vLLM engine.
 
-from genarm.engine.build import arm_specs, create_async_engine, create_llm, engine_kwargs
-from genarm.engine.weights import ArmSpec, RewardWeightError, resolve_reward_weights
+This package is the product's vLLM adapter: no other package imports vLLM.
+``vllm_contract.py`` names the vLLM versions it supports (checked at start-up)
+and the vLLM internals it relies on.
+"""
 
-__all__ = [
-    "ArmSpec",
-    "RewardWeightError",
-    "arm_specs",
-    "create_async_engine",
-    "create_llm",
-    "engine_kwargs",
-    "resolve_reward_weights",
-]
+from genarm.engine.build import create_async_engine, create_llm, engine_kwargs
+
+__all__ = ["create_async_engine", "create_llm", "engine_kwargs"]

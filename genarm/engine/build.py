@@ -2,7 +2,8 @@
 
 Without ARMs this is plain vLLM serving the base model. With ARMs, the base
 folder is served as the composite ``GenARMForCausalLM`` (switched on through
-``hf_overrides``) and the GenARM logits processor is installed.
+``hf_overrides``, which also tells it which ARM checkpoints to load). The GenARM
+logits processor, bound to the deployment's ARM specs, is installed either way.
 """
 
 from __future__ import annotations
@@ -14,23 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from genarm.config import DeploymentConfig
-from genarm.engine.weights import ArmSpec
+from genarm.engine.vllm_contract import check_vllm_version
+from genarm.reward_weights import arm_specs
 
 logger = logging.getLogger(__name__)
-
-
-def arm_specs(cfg: DeploymentConfig) -> list[ArmSpec]:
-    """The ARMs a deployment serves, in config order (= weight order in the engine)."""
-    return [
-        ArmSpec(
-            name=arm.name,
-            default_weight=arm.default_weight,
-            min_weight=arm.min_weight,
-            max_weight=arm.max_weight,
-            description=arm.description,
-        )
-        for arm in cfg.arms
-    ]
 
 
 def arm_model_paths(cfg: DeploymentConfig) -> list[str]:
@@ -79,6 +67,7 @@ def configure_environment(cfg: DeploymentConfig) -> None:
 def engine_kwargs(cfg: DeploymentConfig) -> dict[str, Any]:
     """Keyword arguments for vLLM's EngineArgs / LLM; checks tokenizers on the way."""
     from genarm.engine.composite import ARCHITECTURE
+    from genarm.engine.logits_processor import processor_for
     from genarm.engine.tokenizer_check import check_shared_tokenizer
 
     e = cfg.engine
@@ -102,32 +91,28 @@ def engine_kwargs(cfg: DeploymentConfig) -> dict[str, Any]:
         logprobs_mode="processed_logprobs",
         max_logprobs=20,
     )
+    # Installed without ARMs too: it is what refuses weights for ARMs a server lacks.
+    kwargs["logits_processors"] = [processor_for(arm_specs(cfg))]
     if not cfg.arms:
         return kwargs
-    from genarm.engine.logits_processor import GenARMLogitsProcessor
-
     paths = arm_model_paths(cfg)
     for arm, path in zip(cfg.arms, paths, strict=True):
         check_shared_tokenizer(cfg.base.tokenizer or cfg.base.model, path, arm.name)
-    arms = [
-        dict(spec.to_dict(), path=path) for spec, path in zip(arm_specs(cfg), paths, strict=True)
-    ]
+    # The composite model's share of the config: which checkpoints to load, in order.
     kwargs["hf_overrides"] = {
         "architectures": [ARCHITECTURE],
         "genarm_base_architectures": _base_architectures(cfg.base.model),
-        "genarm_arms": arms,
+        "genarm_arms": [
+            {"name": arm.name, "path": path} for arm, path in zip(cfg.arms, paths, strict=True)
+        ],
     }
-    kwargs["logits_processors"] = [GenARMLogitsProcessor]
     return kwargs
 
 
 def _prepare(cfg: DeploymentConfig) -> dict[str, Any]:
+    check_vllm_version()
     configure_environment(cfg)
     kwargs = engine_kwargs(cfg)
-    if cfg.arms:
-        from genarm.engine.logits_processor import publish_arm_specs
-
-        publish_arm_specs(arm_specs(cfg))
     names = ", ".join(a.name for a in cfg.arms) or "none (plain vLLM)"
     logger.info("Starting vLLM engine: base %s, ARMs: %s", cfg.base.model, names)
     return kwargs

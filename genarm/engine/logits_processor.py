@@ -12,56 +12,69 @@ a Model Runner V2 adapter would only translate its batch-state API to this.
 
 from __future__ import annotations
 
-import json
-import os
+import copyreg
+from collections.abc import Sequence
 
 import torch
 from vllm.exceptions import VLLMValidationError
-from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
+from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
+from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
 from genarm.arm_kernels import fuse
 from genarm.engine.arm_logits_stash import arm_logits_stash
-from genarm.engine.weights import (
-    EXTRA_ARGS_KEY,
+from genarm.reward_weights import (
     ArmSpec,
     RewardWeightError,
+    admitted_weights,
+    requested_weights,
     resolve_reward_weights,
 )
 
-# The front-end process validates requests before the engine sees them; it has
-# no engine config at hand (validate_params is a classmethod), so the builder
-# publishes the ARM specs here. Spawned engine processes inherit it.
-ARM_SPECS_ENV = "GENARM_ARM_SPECS"
+
+class _DeploymentBound(type(LogitsProcessor)):
+    """Metaclass of the processor classes ``processor_for`` makes: one per ARM set."""
 
 
-def publish_arm_specs(specs: list[ArmSpec]) -> None:
-    os.environ[ARM_SPECS_ENV] = json.dumps([s.to_dict() for s in specs])
+def processor_for(specs: Sequence[ArmSpec]) -> type[GenARMLogitsProcessor]:
+    """The processor class for a deployment serving ``specs``.
+
+    The specs ride on the class because vLLM gives ``validate_params`` (a
+    classmethod, run in the front-end process at admission) nothing else; the
+    same class is what vLLM ships to its engine processes, so both sides see
+    one ARM list, with no process-global state (two deployments in one process
+    keep theirs apart).
+    """
+    return _DeploymentBound(
+        "GenARMLogitsProcessor", (GenARMLogitsProcessor,), {"specs": tuple(specs)}
+    )
 
 
-def published_arm_specs() -> list[ArmSpec]:
-    raw = os.environ.get(ARM_SPECS_ENV)
-    return [ArmSpec.from_dict(d) for d in json.loads(raw)] if raw else []
-
-
-def _requested_weights(params) -> object:
-    return (params.extra_args or {}).get(EXTRA_ARGS_KEY)
+# vLLM's CPU build spawns its engine processes and pickles the config, this class
+# with it: pickle would look a made class up by name and fail, so it is rebuilt
+# from its specs instead.
+copyreg.pickle(_DeploymentBound, lambda cls: (processor_for, (cls.specs,)))
 
 
 class GenARMLogitsProcessor(LogitsProcessor):
-    """Fuses base and ARM log-probabilities with per-request reward weights."""
+    """Fuses base and ARM log-probabilities with per-request reward weights.
+
+    Use ``processor_for(specs)``; this class itself serves no ARMs.
+    """
+
+    specs: tuple[ArmSpec, ...] = ()
 
     @classmethod
     def validate_params(cls, sampling_params) -> None:
-        # vLLM's own validation error keeps the parameter name up to the server's 400.
+        # The one check of a request's weights. vLLM's own validation error keeps
+        # the parameter's name up to the server's 400.
         try:
-            resolve_reward_weights(published_arm_specs(), _requested_weights(sampling_params))
+            resolve_reward_weights(cls.specs, requested_weights(sampling_params))
         except RewardWeightError as err:
             raise VLLMValidationError(str(err), parameter=err.param) from err
 
     def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool) -> None:
-        hf_config = vllm_config.model_config.hf_config
-        self.specs = [ArmSpec.from_dict(d) for d in getattr(hf_config, "genarm_arms", None) or []]
         self.device = device
+        # Batch row -> weights, for the rows this processor guides (any weight nonzero).
         self.row_weights: dict[int, tuple[float, ...]] = {}
         self._weights: torch.Tensor | None = None  # [B, K], rebuilt when the batch changes
         self._guided_rows: torch.Tensor | None = None
@@ -70,20 +83,13 @@ class GenARMLogitsProcessor(LogitsProcessor):
         return False
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
-        if batch_update is None:
-            return
-        for index in batch_update.removed:
-            self.row_weights.pop(index, None)
-        for index, params, _prompt_ids, _output_ids in batch_update.added:
-            weights = resolve_reward_weights(self.specs, _requested_weights(params))
-            self.row_weights[index] = tuple(weights.values())
-        for src, dst, direction in batch_update.moved:
-            src_w, dst_w = self.row_weights.pop(src, None), self.row_weights.pop(dst, None)
-            if src_w is not None:
-                self.row_weights[dst] = src_w
-            if direction == MoveDirectionality.SWAP and dst_w is not None:
-                self.row_weights[src] = dst_w
-        self._weights = None
+        if process_dict_updates(self.row_weights, batch_update, self._guided_weights):
+            self._weights = None
+
+    def _guided_weights(self, params, _prompt_ids, _output_ids) -> tuple[float, ...] | None:
+        """A new row's weights (already admitted by validate_params), None if unguided."""
+        weights = admitted_weights(self.specs, requested_weights(params))
+        return weights if any(weights) else None
 
     def _batch_weights(self, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, K] weights and the indices of rows with any nonzero weight."""

@@ -32,15 +32,16 @@ def sample_responses(
     base: str, prompts: list[str], n: int, max_tokens: int, temperature: float, seed: int
 ) -> list[list[tuple[str, bool]]]:
     """n sampled responses per prompt as (text, finished) from the plain base model."""
-    from vllm import SamplingParams
-
     from genarm.config import parse_config
     from genarm.engine import create_llm
+    from genarm.engine.frontend import sampling_params
 
     engine = {"max_model_len": 2048, "seed": seed, "kv_cache_gib": 1.0}
     cfg = parse_config({"base": {"model": base}, "engine": engine})
     llm = create_llm(cfg)
-    params = SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    params = sampling_params(
+        deltas=False, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed
+    )
     conversations = [[{"role": "user", "content": p}] for p in prompts]
     outputs = llm.chat(conversations, params, use_tqdm=True)
     return [[(c.text.strip(), c.finish_reason == "stop") for c in o.outputs] for o in outputs]

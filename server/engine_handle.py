@@ -21,8 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from genarm.config import DeploymentConfig
-from genarm.engine import arm_specs
-from genarm.engine.weights import ArmSpec, RewardWeightError, resolve_reward_weights
+from genarm.engine.frontend import engine_refusal
+from genarm.reward_weights import (
+    ArmSpec,
+    RewardWeightError,
+    admitted_weights,
+    arm_specs,
+    resolve_reward_weights,
+)
 from genarm.server.errors import APIError
 from genarm.server.metrics import ServerMetrics
 
@@ -30,16 +36,17 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class EngineClient:
+class EngineHandle:
     def __init__(self, cfg: DeploymentConfig, metrics: ServerMetrics) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.specs: list[ArmSpec] = arm_specs(cfg)
         self.model_id = cfg.server.served_model_name or _folder_name(cfg.base.model)
         self.created = int(time.time())
-        self.engine = None
+        self.llm = None  # vLLM's AsyncLLM, once loaded
         self.tokenizer = None
         self.max_token_chars = 1
+        self.vocab_size = 0  # the tokenizer's, counted once (len() of an HF tokenizer is slow)
         self.load_error: str | None = None
         self.on_engine_dead: Callable[[], None] | None = None
         self._dead_reported = False
@@ -57,11 +64,11 @@ class EngineClient:
     @property
     def dead(self) -> bool:
         """The engine was running and has stopped (crashed or killed)."""
-        return self.engine is not None and self.engine.errored
+        return self.llm is not None and self.llm.errored
 
     @property
     def ready(self) -> bool:
-        return self.engine is not None and not self.dead
+        return self.llm is not None and not self.dead
 
     def unavailable(self) -> APIError | None:
         """The 503 to answer while the engine cannot take requests, else None."""
@@ -79,7 +86,7 @@ class EngineClient:
                 "the engine has stopped; the server is shutting down to be restarted",
                 code="engine_dead",
             )
-        if self.engine is None:
+        if self.llm is None:
             return APIError(503, "the model is still loading", headers={"Retry-After": "5"})
         return None
 
@@ -107,15 +114,16 @@ class EngineClient:
                 "(or chat_template in tokenizer_config.json)"
             )
         self.tokenizer = tokenizer
+        self.vocab_size = len(tokenizer)
         self.max_token_chars = longest_token_chars(tokenizer)
         logger.info("Starting the engine (base + %d ARMs)...", len(self.specs))
-        self.engine = create_async_engine(self.cfg)
+        self.llm = create_async_engine(self.cfg)
         logger.info("Engine ready in %.1f s", time.monotonic() - started)
 
     def shutdown(self) -> None:
         self._cpu_pool.shutdown(wait=False, cancel_futures=True)
-        if self.engine is not None:
-            self.engine.shutdown()
+        if self.llm is not None:
+            self.llm.shutdown()
 
     async def run_off_loop(self, func: Callable[..., T], *args) -> T:
         """``func(*args)`` in the tokenizer thread (CPU-bound request preparation)."""
@@ -142,8 +150,8 @@ class EngineClient:
         """End every request in flight; each gets a 503 (in-band for streams)."""
         self._aborting = True
         ids = list(self._running)
-        if ids and self.engine is not None and not self.dead:
-            await self.engine.abort(ids)
+        if ids and self.llm is not None and not self.dead:
+            await self.llm.abort(ids)
         return len(ids)
 
     def check_prompt_chars(self, num_chars: int, param: str) -> None:
@@ -163,11 +171,19 @@ class EngineClient:
                 code="context_length_exceeded",
             )
 
-    def resolve_weights(self, requested: dict | None) -> dict[str, float]:
+    def weights_echo(self, requested: dict | None) -> dict[str, float]:
+        """The weights a request admitted by the engine runs with, one per ARM (the
+        response's ``reward_weights``): read, not checked again."""
+        weights = admitted_weights(self.specs, requested)
+        return dict(zip((s.name for s in self.specs), weights, strict=True))
+
+    def weights_if_valid(self, requested: dict | None) -> dict[str, float] | None:
+        """The weights a request would run with, None if the engine will refuse them
+        (for messages about other fields that depend on them)."""
         try:
             return resolve_reward_weights(self.specs, requested)
-        except RewardWeightError as err:
-            raise APIError(400, str(err), param=err.param) from None
+        except RewardWeightError:
+            return None
 
     def _update_gauges(self) -> None:
         running = min(self._sequences, self.cfg.engine.max_num_seqs)
@@ -210,7 +226,7 @@ class EngineClient:
         self._update_gauges()
         finished = False
         try:
-            stream = self.engine.generate(
+            stream = self.llm.generate(
                 {"prompt_token_ids": prompt_ids}, params, request_id=request_id
             )
             async for output in stream:
@@ -234,7 +250,7 @@ class EngineClient:
             if not finished and not self.dead:
                 # Client gone or error: free the engine's slot and KV blocks now. vLLM's
                 # generate() aborts too when cancelled or closed; a second abort is a no-op.
-                await self.engine.abort(request_id)
+                await self.llm.abort(request_id)
             self._sequences -= params.n
             self._running.discard(request_id)
             if not self._running:
@@ -247,19 +263,12 @@ def _was_aborted(output) -> bool:
 
 
 def engine_error_to_api(err: Exception) -> APIError | None:
-    """The client's share of the engine's errors: its refusals at admission."""
-    from vllm.exceptions import GracefulHTTPError, VLLMClientError
-    from vllm.v1.engine.exceptions import EngineGenerateError
-
-    if isinstance(err, EngineGenerateError) and isinstance(err.__cause__, ValueError):
-        err = err.__cause__  # a plain ValueError from an admission check
-    if isinstance(err, VLLMClientError | ValueError):
-        message = str(err.args[0]) if err.args else type(err).__name__
-        return APIError(400, message, param=getattr(err, "parameter", None))
-    if isinstance(err, GracefulHTTPError):
-        headers = {"Retry-After": "1"} if err.http_status == 503 else None
-        return APIError(int(err.http_status), err.message, headers=headers)
-    return None
+    """The client's share of the engine's errors, as the HTTP error to answer."""
+    refusal = engine_refusal(err)
+    if refusal is None:
+        return None
+    headers = None if refusal.retry_after is None else {"Retry-After": str(refusal.retry_after)}
+    return APIError(refusal.status, refusal.message, param=refusal.param, headers=headers)
 
 
 def longest_token_chars(tokenizer) -> int:
@@ -270,15 +279,3 @@ def longest_token_chars(tokenizer) -> int:
 
 def _folder_name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1] or path
-
-
-async def cancel_on_disconnect(request, coro):
-    """Run ``coro``; cancel it (and so abort its engine request) if the client leaves."""
-    task = asyncio.ensure_future(coro)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=0.25)
-        if done:
-            return task.result()
-        if await request.is_disconnected():
-            task.cancel()
-            raise APIError(499, "client disconnected")

