@@ -34,15 +34,14 @@ from typing import Any
 import numpy as np
 import psutil
 
-from benchmarks import load
-from benchmarks.compare import REPO, RESULTS, machine_description
-
-sys.path.insert(0, str(REPO / "tests"))  # compare did it too: live_server, conftest
-from live_server import LiveServer  # noqa: E402
+from benchmarks.http_load import LoadConfig, SampleRequest, api_root, request_payload, sse_events
+from benchmarks.prompts import synthetic_prompts
+from benchmarks.reports import RESULTS, machine_description, save_json
+from benchmarks.servers import LiveServer  # also puts tests/ on sys.path: conftest
 
 # Outcomes that a server at capacity may give; anything else is a failure.
 EXPECTED = {"200", "503", "hung_up"}
-ENDPOINTS = {"chat": load.LoadConfig(endpoint="chat"), "completions": load.LoadConfig()}
+ENDPOINTS = {"chat": LoadConfig(endpoint="chat"), "completions": LoadConfig()}
 
 
 def start_tiny_server(args: argparse.Namespace) -> LiveServer:
@@ -73,8 +72,8 @@ def random_request(
             for a in arms
             if rng.random() < 0.7
         }
-    req = load.SampleRequest(rng.choice(prompts), rng.randint(4, 48), weights)
-    payload = load.request_payload(ENDPOINTS[kind], model, req)
+    req = SampleRequest(rng.choice(prompts), rng.randint(4, 48), weights)
+    payload = request_payload(ENDPOINTS[kind], model, req)
     if rng.random() < 0.3:
         payload.update({"logprobs": True, "top_logprobs": 2} if kind == "chat" else {"logprobs": 2})
     if rng.random() < 0.2:
@@ -101,7 +100,7 @@ async def send(session, url: str, payload: dict, hang_up: bool) -> tuple[str, fl
                 return str(response.status), float(retry or 0)
             decoder, buffer, chunks = codecs.getincrementaldecoder("utf-8")(), "", 0
             async for raw in response.content.iter_any():
-                events, buffer = load._sse_events(buffer + decoder.decode(raw))
+                events, buffer = sse_events(buffer + decoder.decode(raw))
                 for event in events:
                     if event == "[DONE]":
                         return "200", 0.0
@@ -162,7 +161,7 @@ async def soak(url: str, pid: int, args: argparse.Namespace) -> tuple[Counter, l
     """Keep the server at capacity for ``args.minutes``; (outcome counts, RSS samples)."""
     import aiohttp
 
-    root = load.api_root(url)
+    root = api_root(url)
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     timeout = aiohttp.ClientTimeout(total=300)
     connector = aiohttp.TCPConnector(limit=0)  # one connection per client, no pool queue
@@ -174,7 +173,7 @@ async def soak(url: str, pid: int, args: argparse.Namespace) -> tuple[Counter, l
             "model": model["id"],
             "arms": model.get("arms") or [],
             # Short, medium and long prompts: mixed prefill sizes and KV footprints.
-            "prompts": [p for n in (8, 32, 96) for p in load.synthetic_prompts(16, n, seed=n)],
+            "prompts": [p for n in (8, 32, 96) for p in synthetic_prompts(16, n, seed=n)],
         }
         counts: Counter = Counter()
         samples: list[dict] = []
@@ -271,7 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\noutcomes: {dict(counts)}")
 
     stem = Path(args.out) / f"soak_{started:%Y%m%d-%H%M%S}"
-    stem.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "command": shlex.join([sys.executable, "-m", "benchmarks.soak", *sys.argv[1:]]),
         "args": vars(args),
@@ -285,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         "passed": not failures and not leaks,
         "samples": samples,
     }
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
+    save_json(stem.with_suffix(".json"), report)
     if samples:
         plot(fits, warmup_s, stem.with_suffix(".png"))
     print(f"saved {stem}.{{json,png}}")

@@ -1,5 +1,6 @@
-"""Smoke test of benchmarks/load.py against a live tiny GenARM server: the
-metrics exist and the counts add up (no speed assertions)."""
+"""Smoke test of the load generator (benchmarks/load.py and the modules it drives:
+http_load, latency_stats, reports) against a live tiny GenARM server: the metrics
+exist and the counts add up (no speed assertions)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from genarm.clients.weight_args import WeightArgError, parse_reward_weights, parse_weight_ranges
+
 from conftest import tiny_config_dict
 from live_server import LiveServer
 
 # benchmarks/ is a folder of the repository, not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import load  # noqa: E402
+from benchmarks.http_load import LoadConfig, run_benchmark  # noqa: E402
+from benchmarks.latency_stats import LATENCY_METRICS  # noqa: E402
+from benchmarks.reports import format_result, plot_series  # noqa: E402
 
 NUM, CONCURRENCY, OUTPUT_LEN = 6, 2, 8
 
@@ -36,13 +41,13 @@ def _check_counts(result: dict, sent: int) -> None:
     )
     for key in ("request_throughput", "output_throughput", "total_token_throughput"):
         assert math.isfinite(result[key]) and result[key] >= 0
-    for metric in load.LATENCY_METRICS:
+    for metric in LATENCY_METRICS:
         for stat in ("mean", "median", "std", "p50", "p90", "p99"):
             assert math.isfinite(result[f"{stat}_{metric}_ms"])
 
 
 def test_completions_fixed_lengths_and_random_weights(server, tiny_models, tmp_path):
-    cfg = load.LoadConfig(
+    cfg = LoadConfig(
         base_url=server.url,
         tokenizer=str(tiny_models["base"]),
         num_prompts=NUM,
@@ -53,7 +58,7 @@ def test_completions_fixed_lengths_and_random_weights(server, tiny_models, tmp_p
         temperature=1.0,
         disable_tqdm=True,
     )
-    result = asyncio.run(load.run_benchmark(cfg))
+    result = asyncio.run(run_benchmark(cfg))
     _check_counts(result, NUM)
     assert result["failed"] == 0, result["errors"]
     # ignore_eos + min_tokens: every request has exactly the asked length (server's usage).
@@ -66,17 +71,17 @@ def test_completions_fixed_lengths_and_random_weights(server, tiny_models, tmp_p
     # Seeded per-request weights within range, not all equal.
     weights = [w["arm_a"] for w in result["request_weights"]]
     assert all(-1.0 <= w <= 2.0 for w in weights) and len(set(weights)) > 1
-    text = load.format_result(result)
+    text = format_result(result)
     assert "Successful requests:" in text and "P99 TPOT (ms):" in text
     # JSON-serializable and plottable.
     json.dumps(result)
-    png = load.plot_series({"tiny": [result]}, tmp_path / "plot.png")
+    png = plot_series({"tiny": [result]}, tmp_path / "plot.png")
     assert png.stat().st_size > 0
 
 
 def test_chat_and_failed_requests_are_counted(server):
     # An unknown ARM is refused with a 400: failed requests, counted, not raised.
-    bad = load.LoadConfig(
+    bad = LoadConfig(
         base_url=server.url,
         endpoint="chat",
         num_prompts=3,
@@ -85,12 +90,12 @@ def test_chat_and_failed_requests_are_counted(server):
         num_warmups=0,
         disable_tqdm=True,
     )
-    result = asyncio.run(load.run_benchmark(bad))
+    result = asyncio.run(run_benchmark(bad))
     _check_counts(result, 3)
     assert result["failed"] == 3 and result["total_output_tokens"] == 0
     assert all("400" in e for e in result["errors"])
 
-    good = load.LoadConfig(
+    good = LoadConfig(
         base_url=server.url + "/v1",
         endpoint="chat",
         num_prompts=4,
@@ -99,13 +104,18 @@ def test_chat_and_failed_requests_are_counted(server):
         reward_weights={"arm_a": 0.5},
         disable_tqdm=True,
     )
-    result = asyncio.run(load.run_benchmark(good))
+    result = asyncio.run(run_benchmark(good))
     _check_counts(result, 4)
     assert result["failed"] == 0 and result["output_lens"] == [OUTPUT_LEN] * 4
 
 
 def test_weight_parsing():
-    assert load.parse_weights("a=1,b=-0.5") == {"a": 1.0, "b": -0.5}
-    assert load.parse_weight_ranges("a:0:2") == {"a": (0.0, 2.0)}
+    assert parse_reward_weights("a=1,b=-0.5") == {"a": 1.0, "b": -0.5}
+    assert parse_weight_ranges("a:0:2") == {"a": (0.0, 2.0)}
     with pytest.raises(ValueError):
-        load.parse_weight_ranges("a:2:0")
+        parse_weight_ranges("a:2:0")
+    # No weights given: no reward_weights field is sent.
+    assert parse_reward_weights("") is None and parse_weight_ranges(None) is None
+    for bad in ("a", "=1", "a=x", "a=nan", "a=inf"):
+        with pytest.raises(WeightArgError):
+            parse_reward_weights(bad)

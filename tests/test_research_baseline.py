@@ -14,7 +14,7 @@ import torch
 from genarm.reference import GenARMReference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.load import synthetic_prompts  # noqa: E402
+from benchmarks.prompts import synthetic_prompts  # noqa: E402
 from benchmarks.research_baseline import ResearchGenARM, run_baseline  # noqa: E402
 
 STEPS = 16
