@@ -9,6 +9,10 @@ the result (or taken greedily). This module reproduces that loop:
     logits_t = log_softmax(base) + Σ_i α_i · log_softmax(arm_i)
     y_t ~ softmax(logits_t / T)        (argmax for T = 0)
 
+The loop itself is the project's one transformers decoder
+(``genarm.reference.GenARMReference.decode``, KV-cached); this module gives it
+model_arithmetic's fused step and ARMs, and the EOS stops.
+
 Temperature follows the server's convention (T = 1 is GenARM's π_decode); the
 research scripts' ``temperature/(1+α)`` over logits divided by ``(1+α)`` is the
 same distribution. All ARMs of the formula run every step, whatever their
@@ -34,11 +38,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,39 +58,23 @@ from benchmarks.load import (  # noqa: E402
     parse_weights,
     synthetic_prompts,
 )
+from genarm.reference import GenARMReference, Generation, load_causal_lm  # noqa: E402
+from genarm.vocab import align_vocab  # noqa: E402
+
+__all__ = ["Generation", "ResearchGenARM", "load_causal_lm", "main", "run_baseline", "to_record"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_causal_lm(
-    model: str | None = None,
-    adapter: str | None = None,
-    adapter_base: str | None = None,
-    dtype: torch.dtype = torch.float32,
-):
-    """A full model folder, or a PEFT LoRA adapter merged into its base
-    (``adapter_base``), as the deployment config describes an ARM."""
-    from transformers import AutoModelForCausalLM
+class ResearchGenARM(GenARMReference):
+    """A base model and named ARMs, decoded step by step with per-model KV caches.
 
-    if adapter is None:
-        return AutoModelForCausalLM.from_pretrained(model, dtype=dtype).eval()
-    from peft import PeftModel
+    The loop is ``genarm.reference``'s (KV-cached, left-padded); the fused step
+    and the ARMs that run are model_arithmetic's (see ``fuse_step``).
+    """
 
-    base = AutoModelForCausalLM.from_pretrained(adapter_base, dtype=dtype)
-    return PeftModel.from_pretrained(base, adapter).merge_and_unload().eval()
-
-
-@dataclass
-class Generation:
-    """One row's result: token ids and its timings (perf_counter seconds)."""
-
-    token_ids: list[int] = field(default_factory=list)
-    token_times: list[float] = field(default_factory=list)
-    start_time: float = 0.0
-
-
-class ResearchGenARM:
-    """A base model and named ARMs, decoded step by step with per-model KV caches."""
+    # model_arithmetic runs every model of the formula, whatever its weight.
+    skip_zero_weight_arms = False
 
     def __init__(
         self,
@@ -103,17 +89,7 @@ class ResearchGenARM:
 
         if isinstance(dtype, str):
             dtype = _DTYPES[dtype]
-
-        def load(spec):
-            if isinstance(spec, str | Path):
-                return load_causal_lm(model=str(spec), dtype=dtype)
-            if isinstance(spec, Mapping):
-                return load_causal_lm(**spec, dtype=dtype)
-            return spec.eval()
-
-        self.base = load(base)
-        self.arm_names = list(arms or {})
-        self.arms = [load(spec) for spec in (arms or {}).values()]
+        super().__init__(base, dict(arms or {}), dtype, fusion_dtype=torch.float32)
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(
                 base if isinstance(base, str | Path) else self.base.config.name_or_path
@@ -141,24 +117,22 @@ class ResearchGenARM:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer(prompt)["input_ids"]
 
-    def _weights(self, weights: Sequence[Mapping[str, float] | None], rows: int) -> torch.Tensor:
-        alpha = torch.zeros(rows, len(self.arms), dtype=torch.float32)
-        for r, row in enumerate(weights):
-            for name, value in (row or {}).items():
-                if name not in self.arm_names:
-                    raise KeyError(f"unknown ARM {name!r}; ARMs: {self.arm_names}")
-                alpha[r, self.arm_names.index(name)] = float(value)
-        return alpha
+    def fuse_step(
+        self, base_logits: torch.Tensor, arm_logits: Sequence[torch.Tensor], weights: torch.Tensor
+    ) -> torch.Tensor:
+        """The authors' formula as model_arithmetic computes it, kept on purpose
+        instead of ``genarm.arm_kernels``: each model's log_softmax over its own
+        vocabulary (then cut or padded to the base's), summed as
+        ``M_base + Σ α·M_arm`` in float32. Same distribution as the kernels'."""
+        total = align_vocab(torch.log_softmax(base_logits.float(), dim=-1), self.vocab)
+        alpha = weights.float()
+        for k, logits in enumerate(arm_logits):
+            lp = align_vocab(torch.log_softmax(logits.float(), dim=-1), self.vocab)
+            a = alpha[:, k : k + 1]
+            # 0 · (-inf) would be NaN where an ARM cannot score an id.
+            total = total + torch.where(a == 0, 0.0, a * lp)
+        return total
 
-    def _logprobs(self, logits: torch.Tensor) -> torch.Tensor:
-        """log_softmax over a model's own vocabulary, cut or padded to the base's."""
-        lp = torch.log_softmax(logits.float(), dim=-1)
-        if lp.shape[-1] >= self.vocab:
-            return lp[:, : self.vocab]
-        pad = lp.new_full((lp.shape[0], self.vocab - lp.shape[-1]), -math.inf)
-        return torch.cat([lp, pad], dim=-1)
-
-    @torch.inference_mode()
     def generate(
         self,
         prompts: Sequence[Sequence[int]],
@@ -168,63 +142,16 @@ class ResearchGenARM:
         ignore_eos: bool = False,
         generator: torch.Generator | None = None,
     ) -> list[Generation]:
-        """Decode a batch of token-id prompts (left-padded together)."""
-        rows = len(prompts)
-        if weights is None or isinstance(weights, Mapping):
-            weights = [weights] * rows
-        alpha = self._weights(weights, rows)
-        start = time.perf_counter()
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((rows, width), dtype=torch.long)
-        for r, p in enumerate(prompts):
-            input_ids[r, width - len(p) :] = torch.tensor(list(p))
-            mask[r, width - len(p) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        models = [self.base, *self.arms]
-        caches: list[Any] = [None] * len(models)
-        out = [Generation(start_time=start) for _ in range(rows)]
-        done = [False] * rows
-        for _step in range(max_new_tokens):
-            # Each model in turn, on the same tokens, with its own cache (model_arithmetic).
-            total = None
-            for m, model in enumerate(models):
-                res = model(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=caches[m],
-                    use_cache=True,
-                )
-                caches[m] = res.past_key_values
-                lp = self._logprobs(res.logits[:, -1, :])
-                if m == 0:
-                    total = lp
-                else:
-                    a = alpha[:, m - 1 : m]
-                    # 0 · (-inf) would be NaN where an ARM cannot score an id.
-                    total = total + torch.where(a == 0, 0.0, a * lp)
-            if temperature == 0:
-                next_ids = total.argmax(dim=-1)
-            else:
-                probs = torch.softmax(total / temperature, dim=-1)
-                next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-            tokens = next_ids.tolist()
-            now = time.perf_counter()
-            for r, token in enumerate(tokens):
-                if done[r]:
-                    next_ids[r] = self.pad_id
-                    continue
-                out[r].token_ids.append(token)
-                out[r].token_times.append(now)
-                if not ignore_eos and token in self.eos_ids:
-                    done[r] = True
-            if all(done):
-                break
-            input_ids = next_ids[:, None]
-            mask = torch.cat([mask, torch.ones((rows, 1), dtype=torch.long)], dim=-1)
-            positions = positions[:, -1:] + 1
-        return out
+        """Decode a batch of token-id prompts (left-padded together), KV-cached."""
+        return self.decode(
+            prompts,
+            weights,
+            max_new_tokens,
+            temperature=temperature,
+            kv_cache=True,
+            stop_ids=() if ignore_eos else self.eos_ids,
+            generator=generator,
+        )
 
 
 def to_record(gen: Generation, prompt_len: int, weights) -> RequestRecord:

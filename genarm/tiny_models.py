@@ -1,4 +1,7 @@
-"""Tiny random models that share a trained BPE tokenizer: the test suite's and
+"""Test and benchmark scaffolding, not part of serving: nothing in the engine or
+the server imports this module.
+
+Tiny random models that share a trained BPE tokenizer: the test suite's and
 the benchmarks' stand-ins for real checkpoints (nothing is downloaded).
 
 Shapes may differ between models (weak-to-strong); CPU attention in vLLM needs

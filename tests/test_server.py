@@ -320,11 +320,11 @@ def test_research_temperature_maps_to_t_times_one_plus_sum_alpha(
     )
     served = sorted(t.logprob for t in response.choices[0].logprobs.content[0].top_logprobs)
     ids = chat_prompt_ids(tiny_models["base"], QUESTION)
-    width = reference.base.config.vocab_size
     # The research formula, from each HF model's own log-probabilities.
-    combined = reference._logprobs(reference.base, ids, width).clone()
-    for alpha, arm in zip(alphas.values(), reference.arms, strict=True):
-        combined += alpha * reference._logprobs(arm, ids, width)
+    base_logprobs, *arm_logprobs = reference.model_logprobs(ids)
+    combined = base_logprobs.clone()
+    for alpha, arm in zip(alphas.values(), arm_logprobs, strict=True):
+        combined += alpha * arm
     research = torch.log_softmax(combined / (1 + sum(alphas.values())) / research_t, dim=-1)
     assert served == pytest.approx(sorted(research.topk(5).values.tolist()), abs=1e-4)
     # A research setting that maps above the cap is refused with the mapping.

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from genarm.engine.arm_logits_stash import arm_logits_stash
+from genarm.vocab import align_vocab
 
 ARCHITECTURE = "GenARMForCausalLM"
 BASE_PREFIX = "base"
@@ -143,12 +144,7 @@ class GenARMForCausalLM(nn.Module):
         Columns past the ARM's own vocabulary get -inf: with a nonzero weight,
         the fusion forbids tokens an ARM cannot score.
         """
-        if logits is None or logits.shape[-1] == self.vocab_size:
-            return logits
-        if logits.shape[-1] > self.vocab_size:
-            return logits[..., : self.vocab_size]
-        pad = logits.new_full((*logits.shape[:-1], self.vocab_size - logits.shape[-1]), -torch.inf)
-        return torch.cat([logits, pad], dim=-1)
+        return None if logits is None else align_vocab(logits, self.vocab_size)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
         """Route the loader's stream to each sub-model by prefix.

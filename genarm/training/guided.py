@@ -1,8 +1,9 @@
-"""A small HF reference for checking a trained ARM, outside vLLM.
+"""Checking a trained ARM with HF transformers, outside vLLM.
 
 ``guided_generate`` samples from GenARM's distribution
 p(y_t) ∝ p_base(y_t | ctx) · Π_i p_arm_i(y_t | ctx)^α_i, with the base and every
-ARM as adapters of one PEFT model (the base is the model with adapters off).
+ARM as adapters of one PEFT model (the base is the model with adapters off),
+through the project's transformers decoder (``genarm.reference``).
 ``preference_accuracy`` asks how often a model gives the chosen reply a higher
 log-probability than the rejected one (the quantity the GenARM loss trains).
 ``python -m genarm.training.guided`` runs both for one adapter on held-out data.
@@ -11,7 +12,6 @@ log-probability than the rejected one (the quantity the GenARM loss trains).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import time
@@ -19,22 +19,16 @@ from pathlib import Path
 
 import torch
 
+from genarm.reference import Adapter, GenARMReference
 from genarm.training.preference_data import Messages, PreferencePair, load_pairs
 from genarm.training.train_arm import encode, sequence_logps
 
 BASE = "base"
 
 
-def _component(model, name: str):
-    """Context in which ``model`` computes the base (adapters off) or the ARM ``name``."""
-    if name == BASE:
-        return (
-            model.disable_adapter()
-            if hasattr(model, "disable_adapter")
-            else (contextlib.nullcontext())
-        )
-    model.set_adapter(name)
-    return contextlib.nullcontext()
+def _component(model, name: str) -> Adapter:
+    """The base (``BASE``: adapters off) or the ARM adapter ``name`` of ``model``."""
+    return Adapter(model, None if name == BASE else name)
 
 
 def prompt_ids(tokenizer, messages: Messages) -> list[int]:
@@ -54,30 +48,27 @@ def guided_generate(
 ) -> str:
     """One reply under base · Π ARM^α (``alphas``: adapter name -> α); greedy at temperature 0.
 
-    Each component keeps its own KV cache; ARMs with α = 0 are not run at all.
+    Each component keeps its own KV cache; ARMs with α = 0 are not run at all;
+    the fusion is ``genarm.arm_kernels.fuse`` (float32).
     """
-    parts = [(BASE, 1.0)] + [(n, a) for n, a in alphas.items() if a != 0.0]
-    caches: dict[str, object] = {name: None for name, _ in parts}
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.tensor([prompt_ids(tokenizer, messages)])
-    reply: list[int] = []
-    for _ in range(max_new_tokens):
-        total = None
-        for name, weight in parts:
-            with _component(model, name):
-                out = model(input_ids=inputs, past_key_values=caches[name], use_cache=True)
-            caches[name] = out.past_key_values
-            logps = torch.log_softmax(out.logits[0, -1].float(), dim=-1) * weight
-            total = logps if total is None else total + logps
-        if temperature <= 0:
-            token = int(total.argmax())
-        else:
-            probs = torch.softmax(total / temperature, dim=-1)
-            token = int(torch.multinomial(probs, 1, generator=generator))
-        if token == tokenizer.eos_token_id:
-            break
-        reply.append(token)
-        inputs = torch.tensor([[token]])
+    decoder = GenARMReference(
+        _component(model, BASE),
+        {name: _component(model, name) for name in alphas},
+        fusion_dtype=torch.float32,
+        pad_id=tokenizer.pad_token_id,
+    )
+    eos = tokenizer.eos_token_id
+    (generation,) = decoder.decode(
+        [prompt_ids(tokenizer, messages)],
+        [alphas],
+        max_new_tokens,
+        temperature=temperature,
+        stop_ids=() if eos is None else (eos,),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    reply = generation.token_ids
+    if reply and reply[-1] == eos:
+        reply = reply[:-1]  # the stop token is not part of the reply
     return tokenizer.decode(reply, skip_special_tokens=True)
 
 
@@ -93,7 +84,7 @@ def preference_accuracy(
     """Fraction of pairs where Σ log π(chosen) > Σ log π(rejected) under ``component``."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     wins = 0
-    with _component(model, component):
+    with _component(model, component).active():
         for pair in pairs:
             batch = [
                 encode(tokenizer, pair.messages(), reply, max_length, max_response)
