@@ -1,7 +1,16 @@
-"""The compiled engine (``enforce_eager: false``, as configs/demo.yaml serves) is as
-exact as the eager one: vLLM compiles each sub-model of the composite (inductor on CPU)."""
+"""The compiled engine (``enforce_eager: false``) is as exact as the eager one, and its
+compile cache is reused across starts without ever serving a stale graph (issue 14).
+
+Each start below runs on one fresh ``VLLM_CACHE_ROOT`` and is checked against the
+transformers reference: the cold start (which compiles and saves one AOT artifact
+per distinct sub-model), the warm restart (which must load them all: no artifact
+rewritten), the same ARM folder with other weights of the same shapes, and another
+deployment (ARMs in another order) on the same cache.
+"""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 from test_engine import PROMPTS, WEIGHT_SETS, assert_matches_reference, sampling
@@ -9,26 +18,64 @@ from test_engine import PROMPTS, WEIGHT_SETS, assert_matches_reference, sampling
 from genarm.config import parse_config
 from genarm.engine import create_llm
 from genarm.reference import GenARMReference
+from genarm.tiny_models import make_llama
 
-from conftest import tiny_config_dict
-from support import chat_prompt_ids, shutdown_llm
+from conftest import TINY_SHAPES, tiny_config_dict
+from support import _tokenizer, chat_prompt_ids, shutdown_llm
 
 
-@pytest.mark.slow
-def test_compiled_composite_matches_reference(tiny_models):
-    cfg = parse_config(tiny_config_dict(tiny_models, enforce_eager=False))
-    reference = GenARMReference(
-        str(tiny_models["base"]), [str(tiny_models["arm_a"]), str(tiny_models["arm_b"])]
-    )
-    ids = chat_prompt_ids(tiny_models["base"], PROMPTS[0])
+def _aot_artifacts(cache_root) -> dict[str, int]:
+    """AOT cache key -> modification time of its saved artifact."""
+    aot = cache_root / "torch_compile_cache" / "torch_aot_compile"
+    return {p.parent.parent.name: p.stat().st_mtime_ns for p in aot.glob("*/rank_*/model")}
+
+
+def _serve_and_check(models: dict, arms: tuple[str, ...]) -> list[list[int]]:
+    """Start the compiled engine, decode WEIGHT_SETS greedily, compare with the reference."""
+    cfg = parse_config(tiny_config_dict(models, arms=arms, enforce_eager=False))
+    ids = chat_prompt_ids(models["base"], PROMPTS[0])
+    weights = [dict(zip(("arm_a", "arm_b"), ws, strict=True)) for ws in WEIGHT_SETS]
     llm = create_llm(cfg)
     try:
         outputs = llm.generate(
-            [{"prompt_token_ids": ids}] * len(WEIGHT_SETS),
-            [sampling({"arm_a": a, "arm_b": b}) for a, b in WEIGHT_SETS],
+            [{"prompt_token_ids": ids}] * len(weights),
+            [sampling(w) for w in weights],
             use_tqdm=False,
         )
     finally:
         shutdown_llm(llm)
-    for (a, b), out in zip(WEIGHT_SETS, outputs, strict=True):
-        assert_matches_reference(reference, ids, (a, b), out.outputs[0])
+    reference = GenARMReference(str(models["base"]), [str(models[name]) for name in arms])
+    for w, out in zip(weights, outputs, strict=True):
+        assert_matches_reference(reference, ids, tuple(w[name] for name in arms), out.outputs[0])
+    return [list(out.outputs[0].token_ids) for out in outputs]
+
+
+@pytest.mark.slow
+def test_compiled_starts_reuse_the_cache_and_never_a_stale_graph(
+    tiny_models, tmp_path, monkeypatch
+):
+    cache = tmp_path / "vllm-cache"
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(cache))
+    # arm_a in a folder of its own, whose weights this test replaces later.
+    arm_a = tmp_path / "arm_a"
+    shutil.copytree(tiny_models["arm_a"], arm_a)
+    models = {**tiny_models, "arm_a": arm_a}
+
+    cold = _serve_and_check(models, ("arm_a", "arm_b"))
+    saved = _aot_artifacts(cache)
+    # base, arm_a and arm_b differ in shape: one artifact each, none overwritten by another.
+    assert len(saved) == 3, saved
+
+    warm = _serve_and_check(models, ("arm_a", "arm_b"))
+    assert warm == cold
+    # Loaded, not compiled again: a failed load compiles and saves anew (a new mtime).
+    assert _aot_artifacts(cache) == saved
+
+    # Other weights, same shapes, same folder: the outputs follow the new weights.
+    make_llama(arm_a, _tokenizer(str(arm_a)), TINY_SHAPES["arm_a"], seed=1234)
+    changed = _serve_and_check(models, ("arm_a", "arm_b"))
+    assert changed != warm
+
+    # Another deployment on the same cache: the ARMs swap their places in the composite.
+    _serve_and_check(models, ("arm_b", "arm_a"))
+    assert _aot_artifacts(cache) == saved

@@ -20,6 +20,9 @@ from genarm.reward_weights import arm_specs
 
 logger = logging.getLogger(__name__)
 
+# vLLM's CPU worker plus the seeded-prefill fix; imported by vLLM in the worker only.
+CPU_WORKER_CLS = "genarm.engine.worker.GenARMCPUWorker"
+
 
 def arm_model_paths(cfg: DeploymentConfig) -> list[str]:
     """A plain checkpoint folder per ARM; LoRA adapters are merged (and cached) first."""
@@ -91,6 +94,10 @@ def engine_kwargs(cfg: DeploymentConfig) -> dict[str, Any]:
         logprobs_mode="processed_logprobs",
         max_logprobs=20,
     )
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        kwargs["worker_cls"] = CPU_WORKER_CLS
     # Installed without ARMs too: it is what refuses weights for ARMs a server lacks.
     kwargs["logits_processors"] = [processor_for(arm_specs(cfg))]
     if not cfg.arms:

@@ -73,11 +73,16 @@ def _load_hf_config(path: str):
 def _build_sub_model(vllm_config, hf_config, prefix: str, quantized: bool) -> nn.Module:
     from vllm.model_executor.models.registry import ModelRegistry
 
+    from genarm.engine.compile_cache import sub_model_hf_config, sub_model_scope
+
+    # Compiled and cached as itself, not as the composite: see compile_cache.
+    hf_config = sub_model_hf_config(hf_config, prefix)
     sub_config = _sub_vllm_config(vllm_config, hf_config, quantized)
     model_cls, _ = ModelRegistry.resolve_model_cls(
         list(hf_config.architectures or []), model_config=sub_config.model_config
     )
-    return model_cls(vllm_config=sub_config, prefix=prefix)
+    with sub_model_scope(sub_config, prefix):
+        return model_cls(vllm_config=sub_config, prefix=prefix)
 
 
 class GenARMForCausalLM(nn.Module):

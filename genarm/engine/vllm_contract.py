@@ -21,9 +21,14 @@ upgrade:
 - **Model Runner V1** (``build.py``): ``VLLM_USE_V2_MODEL_RUNNER=0``, since V2
   has another logits-processor interface; the composite's ``compute_logits``
   is called once per step before the processors run (``arm_logits_stash.py``).
-- **The CPU runner's sampling** (``cpu_seeded_prefill.py``):
+- **The CPU runner's sampling** (``cpu_seeded_prefill.py``, ``worker.py``):
   ``CPUModelRunner.sample_tokens`` and the request states' ``generator``, patched
-  for seeded chunked prefill.
+  for seeded chunked prefill by a subclass of ``CPUWorker`` named in
+  ``worker_cls`` (imported only in the worker process).
+- **The compile cache** (``compile_cache.py``): the AOT cache key built from
+  ``get_current_vllm_config()`` at a ``@support_torch_compile`` module's
+  construction, ``set_current_vllm_config`` / ``set_model_tag``, and the AOT
+  loader's ``finalize_loading`` call, which the stock-inductor artifact lacks.
 - **The front end's helpers** (``serving.py``): ``merge_async_iterators``, and
   the exceptions ``VLLMClientError``, ``GracefulHTTPError`` and
   ``EngineGenerateError`` (whose ``__cause__`` holds an admission ``ValueError``).

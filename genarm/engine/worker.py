@@ -1,0 +1,61 @@
+"""vLLM's CPU worker, plus what must happen in the process that runs the model.
+
+vLLM resolves ``parallel_config.worker_cls`` (a qualified name) only in the
+worker process: ``WorkerWrapperBase.init_worker`` imports and instantiates it
+there. This subclass:
+
+- applies the seeded-prefill fix (``cpu_seeded_prefill``) before
+  ``CPUWorker.init_device`` builds the ``CPUModelRunner`` it wraps, so the API
+  server and the engine-core process never import the runner for it (about
+  5 s each on a 2-core machine when the plugin did);
+- records the start's phases (``start_phases``) around the worker's own steps:
+  weights, compilation (with how many graphs came from the cache), KV cache,
+  warm-up.
+
+``worker_cls`` is not part of vLLM's compile-cache key.
+"""
+
+from __future__ import annotations
+
+from vllm.compilation.counter import compilation_counter
+from vllm.v1.worker.cpu_worker import CPUWorker
+
+from genarm.engine import cpu_seeded_prefill, start_phases
+
+
+class GenARMCPUWorker(CPUWorker):
+    """``CPUWorker`` whose runner parks discarded chunks' generators, and which
+    tells the front end how far its start has come."""
+
+    def init_device(self) -> None:
+        cpu_seeded_prefill.install()
+        super().init_device()
+
+    def _phase(self, name: str, detail: str = "") -> None:
+        if self.rank == 0:
+            start_phases.record(name, detail)
+
+    def load_model(self, *args, **kwargs) -> None:
+        self._phase("loading weights")
+        super().load_model(*args, **kwargs)
+
+    def determine_available_memory(self) -> int:
+        # On CPU this is where vLLM compiles (or loads the compiled graphs).
+        if not self._should_warm_up_model():
+            return super().determine_available_memory()
+        self._phase("compiling")
+        before = compilation_counter.clone()
+        available = super().determine_available_memory()
+        loaded = compilation_counter.num_aot_artifacts_loaded - before.num_aot_artifacts_loaded
+        compiled = compilation_counter.num_aot_compiles - before.num_aot_compiles
+        if self.rank == 0:
+            start_phases.outcome(f"{loaded} graphs loaded from the cache, {compiled} compiled")
+        return available
+
+    def initialize_from_config(self, *args, **kwargs) -> None:
+        self._phase("KV cache")
+        super().initialize_from_config(*args, **kwargs)
+
+    def compile_or_warm_up_model(self):
+        self._phase("warm-up")
+        return super().compile_or_warm_up_model()
