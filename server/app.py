@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
@@ -69,7 +70,7 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
             return JSONResponse({"status": "failed", "error": engine.load_error}, 503)
         if engine.dead:
             return JSONResponse({"status": "failed", "error": "the engine has stopped"}, 503)
-        return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
+        return JSONResponse(loading_status(engine), 503, headers={"Retry-After": "5"})
 
     @app.api_route(
         "/metrics",
@@ -83,3 +84,15 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def loading_status(engine: EngineHandle) -> dict:
+    """/health's body while the engine starts: which phase, for how long so far."""
+    body: dict = {"status": "loading"}
+    phase = engine.start_phase()
+    if phase is not None:
+        body["phase"] = phase.name
+        body["phase_seconds"] = round(max(0.0, time.time() - phase.started), 1)
+        if phase.detail:
+            body["detail"] = phase.detail
+    return body

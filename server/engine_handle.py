@@ -13,7 +13,10 @@ supervises it restarts it, as vLLM's own server does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from genarm.config import DeploymentConfig
+from genarm.engine import start_phases
 from genarm.engine.frontend import engine_refusal
 from genarm.reward_weights import (
     ArmSpec,
@@ -48,6 +52,7 @@ class EngineHandle:
         self.max_token_chars = 1
         self.vocab_size = 0  # the tokenizer's, counted once (len() of an HF tokenizer is slow)
         self.load_error: str | None = None
+        self._phases_file: str | None = None  # see genarm.engine.start_phases
         self.on_engine_dead: Callable[[], None] | None = None
         self._dead_reported = False
         self._sequences = 0  # sequences (n per request) submitted and not finished
@@ -104,8 +109,12 @@ class EngineHandle:
 
         from genarm.engine import create_async_engine
 
-        started = time.monotonic()
-        logger.info("Loading tokenizer of %s", self.cfg.base.model)
+        started = time.time()
+        # The worker process appends its phases here (inherited environment).
+        fd, self._phases_file = tempfile.mkstemp(prefix="genarm-start-", suffix=".jsonl")
+        os.close(fd)
+        os.environ[start_phases.ENV] = self._phases_file
+        start_phases.record("tokenizer", self.cfg.base.tokenizer or self.cfg.base.model)
         tokenizer = AutoTokenizer.from_pretrained(self.cfg.base.tokenizer or self.cfg.base.model)
         if not getattr(tokenizer, "chat_template", None):
             raise RuntimeError(
@@ -116,14 +125,29 @@ class EngineHandle:
         self.tokenizer = tokenizer
         self.vocab_size = len(tokenizer)
         self.max_token_chars = longest_token_chars(tokenizer)
-        logger.info("Starting the engine (base + %d ARMs)...", len(self.specs))
+        start_phases.record("engine processes", f"base + {len(self.specs)} ARMs")
         self.llm = create_async_engine(self.cfg)
-        logger.info("Engine ready in %.1f s", time.monotonic() - started)
+        ended = time.time()
+        logger.info(
+            "Engine ready in %.1f s: %s",
+            ended - started,
+            start_phases.summary(start_phases.read(self._phases_file), ended),
+        )
+
+    def start_phase(self) -> start_phases.Phase | None:
+        """Where a start still loading is: the last phase recorded, if any."""
+        if self._phases_file is None:
+            return None
+        phases = start_phases.read(self._phases_file)
+        return phases[-1] if phases else None
 
     def shutdown(self) -> None:
         self._cpu_pool.shutdown(wait=False, cancel_futures=True)
         if self.llm is not None:
             self.llm.shutdown()
+        if self._phases_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._phases_file)
 
     async def run_off_loop(self, func: Callable[..., T], *args) -> T:
         """``func(*args)`` in the tokenizer thread (CPU-bound request preparation)."""

@@ -208,6 +208,13 @@ class ErrorResponse(BaseModel):
 class HealthStatus(BaseModel):
     status: Literal["ok", "loading", "draining", "failed"]
     error: str | None = None
+    phase: str | None = Field(
+        None,
+        description="While loading: the start's current phase (tokenizer, engine processes, "
+        "loading weights, compiling, KV cache, warm-up)",
+    )
+    phase_seconds: float | None = Field(None, description="While loading: time in that phase")
+    detail: str | None = Field(None, description="While loading: what the phase is working on")
 
 
 class ModelCard(BaseModel):

@@ -12,6 +12,7 @@ import openai
 import pytest
 import torch
 
+from genarm.engine import start_phases
 from genarm.reference import GenARMReference
 
 from conftest import tiny_config_dict
@@ -75,13 +76,19 @@ def chat(sdk, model_id, weights, **kw):
 
 def test_health_503_while_loading_then_200(server):
     health, chat = server.while_loading
-    assert health.status_code == 503 and health.json() == {"status": "loading"}
+    assert health.status_code == 503 and health.json()["status"] == "loading"
+    # Which phase the start is in, once the loader has recorded its first one.
+    assert set(health.json()) <= {"status", "phase", "phase_seconds", "detail"}
+    assert health.json().get("phase", "tokenizer") in start_phases.PHASES
     assert health.headers["retry-after"]
     assert chat.status_code == 503, chat.text
     assert chat.json()["error"]["type"] == "service_unavailable_error"
     assert chat.headers["retry-after"]
     assert server.health_statuses[-1] == 200
-    assert "Engine ready" in server.log(tail=10**6)  # start-up progress is logged
+    # Start-up progress is logged, each phase with its time, the worker's included.
+    (ready,) = [line for line in server.log(tail=10**6).splitlines() if "Engine ready in" in line]
+    for phase in ("tokenizer", "engine processes", "loading weights", "KV cache", "warm-up"):
+        assert f"{phase} " in ready, ready
 
 
 def test_health_and_models(server):
