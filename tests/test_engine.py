@@ -173,6 +173,10 @@ def test_one_lora_arm_matches_reference(tiny_models, tmp_path):
     mtime = (merged / "config.json").stat().st_mtime_ns
     assert Path(arm_model_paths(cfg)[0]) == merged  # cached: built once
     assert (merged / "config.json").stat().st_mtime_ns == mtime
+    # The base's config verbatim: vLLM compiles the merged ARM as the base (one artifact).
+    assert (merged / "config.json").read_bytes() == (
+        tiny_models["base"] / "config.json"
+    ).read_bytes()
 
     ids = chat_prompt_ids(tiny_models["base"], PROMPTS[0])
     # The merged checkpoint is the adapter applied to the base, nothing else.

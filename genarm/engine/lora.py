@@ -4,7 +4,8 @@ vLLM's sub-models load plain checkpoints, so an ``adapter:`` ARM is served as a
 merged checkpoint under ``<cache_dir>/merged-arms/<hash>``. The hash covers the
 adapter's files and the identity of its base (config and weight file names and
 sizes), so a new adapter or base gets a new folder and an unchanged pair is
-never merged twice. The merged copy costs one more set of weights: fine for
+never merged twice. The merged folder carries the base's ``config.json``
+verbatim (see ``merged_adapter_path``). The merged copy costs one more set of weights: fine for
 the small ARMs this targets; serving the adapter on the base's own weights
 would avoid it.
 """
@@ -19,8 +20,12 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+# Bumped when the merged folder's layout changes, so old merges are not reused.
+MERGE_FORMAT = b"merge-v2: base config.json verbatim"
+
+
 def _fingerprint(adapter: Path, base: Path) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(MERGE_FORMAT)
     for path in sorted(p for p in adapter.rglob("*") if p.is_file()):
         digest.update(path.relative_to(adapter).as_posix().encode())
         digest.update(path.read_bytes())
@@ -47,12 +52,17 @@ def merged_adapter_path(adapter: str, base: str, cache_dir: str) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # Merged in float32 and kept so: exact for an engine of any dtype (vLLM casts).
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    dtype = model.config.dtype if hasattr(model.config, "dtype") else None
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.to(dtype or torch.float32).save_pretrained(tmp)
+    merged.save_pretrained(tmp)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
+    # The base's architecture by construction, so the base's config byte for byte
+    # (save_pretrained rewrites it: drops keys kept for older readers, such as the
+    # demo's top-level rope_theta). vLLM then keys the merged ARM's compiled graph
+    # as the base's, and one compiled artifact serves both (genarm.engine.compile_cache).
+    shutil.copyfile(base_dir / "config.json", tmp / "config.json")
     tmp.rename(out)  # atomic: a crashed merge never looks finished
     return out
