@@ -211,7 +211,7 @@ class HealthStatus(BaseModel):
     phase: str | None = Field(
         None,
         description="While loading: the start's current phase (tokenizer, engine processes, "
-        "loading weights, compiling, KV cache, warm-up)",
+        "worker set-up, loading weights, compiling, KV cache, warm-up)",
     )
     phase_seconds: float | None = Field(None, description="While loading: time in that phase")
     detail: str | None = Field(None, description="While loading: what the phase is working on")

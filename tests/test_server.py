@@ -87,7 +87,7 @@ def test_health_503_while_loading_then_200(server):
     assert server.health_statuses[-1] == 200
     # Start-up progress is logged, each phase with its time, the worker's included.
     (ready,) = [line for line in server.log(tail=10**6).splitlines() if "Engine ready in" in line]
-    for phase in ("tokenizer", "engine processes", "loading weights", "KV cache", "warm-up"):
+    for phase in set(start_phases.PHASES) - {"compiling"}:  # tiny_config_dict is eager
         assert f"{phase} " in ready, ready
 
 

@@ -8,9 +8,10 @@ it enters. The front end reads the last line to say where the start is, and
 all of them at the end for the summary it logs. A file, not a pipe: nothing
 has to read it for the worker to go on, and a crashed start leaves it to read.
 
-Phases, in order: ``tokenizer`` and ``engine processes`` (front end), then
-``loading weights``, ``compiling`` (or loading compiled graphs from the cache),
-``KV cache``, ``warm-up`` (worker), then ``ready``.
+Phases, in order (``PHASES``): ``tokenizer`` and ``engine processes`` (front
+end: the engine-core and worker processes start and import vLLM), then
+``worker set-up``, ``loading weights``, ``compiling`` (or loading compiled
+graphs from the cache), ``KV cache``, ``warm-up`` (worker).
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ logger = logging.getLogger(__name__)
 
 ENV = "GENARM_START_PHASES"
 # In the order a start goes through them (compiling only when compiled).
-PHASES = ("tokenizer", "engine processes", "loading weights", "compiling", "KV cache", "warm-up")
+PHASES = (
+    "tokenizer",
+    "engine processes",
+    "worker set-up",
+    "loading weights",
+    "compiling",
+    "KV cache",
+    "warm-up",
+)
 
 
 @dataclass(frozen=True)
@@ -36,15 +45,15 @@ class Phase:
     detail: str = ""
 
 
-def record(name: str, detail: str = "") -> None:
+def record(name: str, detail: str = "", log: logging.Logger = logger) -> None:
     """Append a phase to the file named in ``GENARM_START_PHASES`` (if any) and log it."""
-    logger.info("Start phase: %s%s", name, f" ({detail})" if detail else "")
+    log.info("Start phase: %s%s", name, f" ({detail})" if detail else "")
     _append({"name": name, "started": time.time(), "detail": detail})
 
 
-def outcome(detail: str) -> None:
+def outcome(detail: str, log: logging.Logger = logger) -> None:
     """What the current phase came to (e.g. graphs loaded vs compiled); logged and kept."""
-    logger.info("Start phase done: %s", detail)
+    log.info("Start phase done: %s", detail)
     _append({"outcome": detail})
 
 

@@ -17,10 +17,15 @@ there. This subclass:
 
 from __future__ import annotations
 
+import logging
+
 from vllm.compilation.counter import compilation_counter
 from vllm.v1.worker.cpu_worker import CPUWorker
 
 from genarm.engine import cpu_seeded_prefill, start_phases
+
+# Under vLLM's logger: the worker process has vLLM's log handlers, not the server's.
+logger = logging.getLogger("vllm.genarm.worker")
 
 
 class GenARMCPUWorker(CPUWorker):
@@ -28,12 +33,13 @@ class GenARMCPUWorker(CPUWorker):
     tells the front end how far its start has come."""
 
     def init_device(self) -> None:
+        self._phase("worker set-up")
         cpu_seeded_prefill.install()
         super().init_device()
 
     def _phase(self, name: str, detail: str = "") -> None:
         if self.rank == 0:
-            start_phases.record(name, detail)
+            start_phases.record(name, detail, log=logger)
 
     def load_model(self, *args, **kwargs) -> None:
         self._phase("loading weights")
@@ -49,7 +55,9 @@ class GenARMCPUWorker(CPUWorker):
         loaded = compilation_counter.num_aot_artifacts_loaded - before.num_aot_artifacts_loaded
         compiled = compilation_counter.num_aot_compiles - before.num_aot_compiles
         if self.rank == 0:
-            start_phases.outcome(f"{loaded} graphs loaded from the cache, {compiled} compiled")
+            start_phases.outcome(
+                f"{loaded} graphs loaded from the cache, {compiled} compiled", log=logger
+            )
         return available
 
     def initialize_from_config(self, *args, **kwargs) -> None:
