@@ -57,6 +57,8 @@ def tiny_config_dict(
             "max_model_len": 512,
             "max_num_seqs": 32,
             "kv_cache_gib": 0.5,
+            # Eager: no compilation per engine start; test_engine_compiled covers compiled.
+            "enforce_eager": True,
             **engine,
         },
     }
