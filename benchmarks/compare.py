@@ -14,6 +14,7 @@ markdown and a PNG under benchmarks/results/ with the machine's description.
     python -m benchmarks.compare --models tiny --quick     # minutes, for a smoke run
     python -m benchmarks.compare --models w2s               # weak-to-strong shapes
     python -m benchmarks.compare --models demo              # SmolLM2 + the demo ARMs
+    python -m benchmarks.compare --models equal --eager     # equal sizes, eager engine
 
 Model sets: ``tiny`` (random models of genarm.tiny_models), ``w2s`` (random
 models, a base ~8x the ARM's FLOPs per token), ``demo`` (configs/demo.yaml:
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--systems", default="1arm,2arm,plain,research", help="subset to run")
+    p.add_argument("--eager", action="store_true", help="enforce_eager: true (default compiled)")
     p.add_argument("--model-cache", default=str(Path(tempfile.gettempdir()) / "genarm-bench"))
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.systems.split(","))
 
     models = model_set(args.models, Path(args.model_cache))
+    models.engine["enforce_eager"] = args.eager
     arm1, arm2 = list(models.arms)[:2]
     w1 = {arm1: 1.0}
     w2 = {arm1: 1.0, arm2: 0.5}
@@ -195,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_set": {"base": models.base, "arms": models.arms, "dtype": models.dtype},
         "notes": models.notes,
         "quick": args.quick,
+        "enforce_eager": args.eager,
         "input_len": args.input_len,
         "output_len": args.output_len,
         "temperature": args.temperature,
@@ -206,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         "table": rows,
         "runs": {name: [_slim(r) for r in runs] for name, runs in systems.items()},
     }
-    stem = f"compare_{args.models}{'_quick' if args.quick else ''}_{started:%Y%m%d-%H%M%S}"
+    mode = ("_quick" if args.quick else "") + ("_eager" if args.eager else "")
+    stem = f"compare_{args.models}{mode}_{started:%Y%m%d-%H%M%S}"
     out = Path(args.out)
     save_json(out / f"{stem}.json", report)
     summary = summary_markdown(report, systems, started, table)

@@ -1,7 +1,8 @@
 """The model sets the comparison runs on (a base and two ARMs sharing a tokenizer),
 the server configs built from them, and their forward FLOPs per decode token.
 
-``tiny`` and ``w2s`` are random-weight models built once under a cache folder;
+``tiny``, ``w2s`` and ``equal`` (base and ARMs of one shape, about SmolLM2-135M's
+compute) are random-weight models built once under a cache folder;
 ``demo`` is configs/demo.yaml's base and first two ARMs (SmolLM2-135M and its
 LoRA ARMs), which must have been prepared (`genarm prepare-demo`).
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-MODEL_SET_NAMES = ("tiny", "demo", "w2s")
+MODEL_SET_NAMES = ("tiny", "demo", "w2s", "equal")
 
 
 @dataclass
@@ -83,6 +84,16 @@ W2S_SHAPES = {
         intermediate_size=768,
     ),
 }
+# Equal sizes, about SmolLM2-135M's compute per token without its large vocabulary:
+# guidance doubles the model work, so 0.5 is the FLOP ceiling of guided/plain.
+_EQUAL = dict(
+    hidden_size=576,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    intermediate_size=1536,
+)
+EQUAL_SHAPES = {"base": _EQUAL, "arm1": _EQUAL, "arm2": _EQUAL}
 # Compiled (vLLM's torch.compile; inductor on CPU), as configs/demo.yaml serves.
 SERVER_ENGINE = {
     "max_model_len": 1024,
@@ -137,6 +148,8 @@ def model_set(name: str, cache: Path) -> ModelSet:
         return random_model_set("tiny", TINY_SHAPES, cache)
     if name == "w2s":
         return random_model_set("w2s", W2S_SHAPES, cache)
+    if name == "equal":
+        return random_model_set("equal", EQUAL_SHAPES, cache)
     if name == "demo":
         return demo_model_set()
     raise ValueError(f"unknown model set {name!r}; one of {', '.join(MODEL_SET_NAMES)}")
