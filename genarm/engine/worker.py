@@ -8,6 +8,8 @@ there. This subclass:
   ``CPUWorker.init_device`` builds the ``CPUModelRunner`` it wraps, so the API
   server and the engine-core process never import the runner for it (about
   5 s each on a 2-core machine when the plugin did);
+- warms up (and so compiles) with a short batch rather than a full one, see
+  ``WARMUP_TOKENS``;
 - records the start's phases (``start_phases``) around the worker's own steps:
   weights, compilation (with how many graphs came from the cache), KV cache,
   warm-up.
@@ -23,6 +25,13 @@ from vllm.compilation.counter import compilation_counter
 from vllm.v1.worker.cpu_worker import CPUWorker
 
 from genarm.engine import cpu_seeded_prefill, start_phases
+
+# Tokens of the warm-up pass that compiles (or loads) the graphs. vLLM's is a full
+# max_num_batched_tokens batch: about 11 s per SmolLM2-135M-sized sub-model on two
+# cores at 2,048 tokens, paid at every start. The compiled graph is traced once with a
+# dynamic token dimension, so a short pass compiles the same graph; the full one is
+# kept where the KV cache is sized from the memory in use after it.
+WARMUP_TOKENS = 128
 
 # Under vLLM's logger: the worker process has vLLM's log handlers, not the server's.
 logger = logging.getLogger("vllm.genarm.worker")
@@ -51,7 +60,14 @@ class GenARMCPUWorker(CPUWorker):
             return super().determine_available_memory()
         self._phase("compiling")
         before = compilation_counter.clone()
-        available = super().determine_available_memory()
+        runner = self.model_runner
+        full = runner.max_num_tokens
+        if self.cache_config.kv_cache_memory_bytes is not None:
+            runner.max_num_tokens = min(full, WARMUP_TOKENS)
+        try:
+            available = super().determine_available_memory()
+        finally:
+            runner.max_num_tokens = full
         loaded = compilation_counter.num_aot_artifacts_loaded - before.num_aot_artifacts_loaded
         compiled = compilation_counter.num_aot_compiles - before.num_aot_compiles
         if self.rank == 0:
