@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 # Bumped when the merged folder's layout changes, so old merges are not reused.
-MERGE_FORMAT = b"merge-v2: base config.json verbatim"
+MERGE_FORMAT = b"merge-v3: base config.json verbatim, base dtype"
 
 
 def _fingerprint(adapter: Path, base: Path) -> str:
@@ -39,6 +39,18 @@ def _fingerprint(adapter: Path, base: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _stored_dtype(base: Path):
+    """The dtype the base's config.json names (float32 if none)."""
+    import json
+
+    import torch
+
+    config = json.loads((base / "config.json").read_text())
+    name = config.get("dtype") or config.get("torch_dtype") or "float32"
+    dtype = getattr(torch, str(name), None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
 def merged_adapter_path(adapter: str, base: str, cache_dir: str) -> Path:
     """Folder of ``adapter`` merged into ``base``, built on first use."""
     adapter_dir, base_dir = Path(adapter), Path(base)
@@ -52,12 +64,13 @@ def merged_adapter_path(adapter: str, base: str, cache_dir: str) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    # Merged in float32 and kept so: exact for an engine of any dtype (vLLM casts).
+    # Merged in float32, stored in the base's own dtype: what its config says, half
+    # the bytes of float32 for a bf16 base, and no dtype conversion at every load.
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp)
+    merged.to(_stored_dtype(base_dir)).save_pretrained(tmp)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
     # The base's architecture by construction, so the base's config byte for byte
     # (save_pretrained rewrites it: drops keys kept for older readers, such as the
