@@ -4,8 +4,9 @@ compile cache is reused across starts without ever serving a stale graph (issue 
 Each start below runs on one fresh ``VLLM_CACHE_ROOT`` and is checked against the
 transformers reference: the cold start (which compiles and saves one AOT artifact
 per distinct sub-model), the warm restart (which must load them all: no artifact
-rewritten), the same ARM folder with other weights of the same shapes, and another
-deployment (ARMs in another order) on the same cache.
+rewritten), the same ARM folder with other weights of the same shapes, another
+deployment (ARMs in another order) on the same cache, and an ARM that shares the
+base's compiled graph.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _serve_and_check(models: dict, arms: tuple[str, ...]) -> list[list[int]]:
     """Start the compiled engine, decode WEIGHT_SETS greedily, compare with the reference."""
     cfg = parse_config(tiny_config_dict(models, arms=arms, enforce_eager=False))
     ids = chat_prompt_ids(models["base"], PROMPTS[0])
-    weights = [dict(zip(("arm_a", "arm_b"), ws, strict=True)) for ws in WEIGHT_SETS]
+    weights = [dict(zip(arms, ws, strict=True)) for ws in WEIGHT_SETS]
     llm = create_llm(cfg)
     try:
         outputs = llm.generate(
@@ -78,4 +79,11 @@ def test_compiled_starts_reuse_the_cache_and_never_a_stale_graph(
 
     # Another deployment on the same cache: the ARMs swap their places in the composite.
     _serve_and_check(models, ("arm_b", "arm_a"))
+    assert _aot_artifacts(cache) == saved
+
+    # An ARM of the base's exact config (as a merged LoRA ARM is) runs the base's
+    # compiled graph with its own weights and its own KV cache.
+    same = make_llama(tmp_path / "arm_same", _tokenizer(str(arm_a)), TINY_SHAPES["base"], seed=77)
+    assert (same / "config.json").read_bytes() == (tiny_models["base"] / "config.json").read_bytes()
+    _serve_and_check({**models, "arm_same": same}, ("arm_same", "arm_b"))
     assert _aot_artifacts(cache) == saved
