@@ -25,6 +25,11 @@ upgrade:
   ``CPUModelRunner.sample_tokens`` and the request states' ``generator``, patched
   for seeded chunked prefill by a subclass of ``CPUWorker`` named in
   ``worker_cls`` (imported only in the worker process).
+- **The CPU worker's start** (``worker.py``): ``load_model``,
+  ``determine_available_memory`` (where the CPU worker's warm-up, a
+  ``profile_run`` of ``model_runner.max_num_tokens`` tokens, compiles),
+  ``_should_warm_up_model``, ``initialize_from_config``,
+  ``compile_or_warm_up_model``, and ``compilation_counter``'s AOT counts.
 - **The compile cache** (``compile_cache.py``): the AOT cache key built from
   ``get_current_vllm_config()`` at a ``@support_torch_compile`` module's
   construction, ``set_current_vllm_config`` / ``set_model_tag``, and the AOT
