@@ -9,7 +9,8 @@ from typing import Any
 
 
 def _ratio(a: float, b: float) -> float | None:
-    return a / b if b else None
+    """a / b, or None where either system did not run (shown as "-", not 0.00)."""
+    return a / b if a and b else None
 
 
 def build_table(systems: dict[str, list[dict]], concurrencies: list[int]) -> list[dict]:
