@@ -60,7 +60,14 @@ TINY_SHAPES = {
         hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1
     ),
 }
-# Weak-to-strong: the base has ~8x the ARM's FLOPs per token.
+# Weak-to-strong: the base has ~8x the FLOPs per token of each ARM.
+_W2S_ARM = dict(
+    hidden_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=768,
+)
 W2S_SHAPES = {
     "base": dict(
         hidden_size=512,
@@ -69,20 +76,8 @@ W2S_SHAPES = {
         num_key_value_heads=2,
         intermediate_size=1536,
     ),
-    "arm1": dict(
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=768,
-    ),
-    "arm2": dict(
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=768,
-    ),
+    "arm1": _W2S_ARM,
+    "arm2": _W2S_ARM,
 }
 # Equal sizes, about SmolLM2-135M's compute per token without its large vocabulary:
 # guidance doubles the model work, so 0.5 is the FLOP ceiling of guided/plain.

@@ -150,10 +150,10 @@ def _chunk_choice(engine, job: Job, index: int, completion, offset: int, first: 
     reason = _finish_reason(completion.finish_reason)
     if job.kind == "chat":
         # The role comes with a choice's first delta only, as OpenAI sends it.
-        delta = ChatDelta(role="assistant", content=completion.text) if first else None
+        role = {"role": "assistant"} if first else {}
         return ChatChunkChoice(
             index=index,
-            delta=delta or ChatDelta(content=completion.text),
+            delta=ChatDelta(content=completion.text, **role),
             logprobs=_chat_logprobs(engine, job, completion.token_ids, completion.logprobs),
             finish_reason=reason,
         )
