@@ -161,3 +161,14 @@ def test_serve_with_an_unsupported_vllm_fails_at_once(tiny_models, tmp_path):
     assert "vLLM 0.31.0 is installed" in result.stderr
     assert str(SUPPORTED_VLLM) in result.stderr
     assert "Starting vLLM engine" not in result.stderr
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    from genarm.engine.build import cpu_has_native_bf16
+
+    intel_without = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n"
+    epyc_with = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    arm_with = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+    assert cpu_has_native_bf16(intel_without) is False
+    assert cpu_has_native_bf16(epyc_with) is True
+    assert cpu_has_native_bf16(arm_with) is True
