@@ -164,7 +164,7 @@ def test_serve_with_an_unsupported_vllm_fails_at_once(tiny_models, tmp_path):
 
 
 def test_native_bf16_is_read_from_the_cpu_flags():
-    from genarm.engine.build import cpu_has_native_bf16
+    from genarm.hardware import cpu_has_native_bf16
 
     intel_without = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n"
     epyc_with = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"

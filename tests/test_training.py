@@ -80,6 +80,7 @@ def test_train_arm_learns_saves_and_resumes(tiny_models, tmp_path):
         max_length=64,
         bf16=False,
         save_every=2,
+        val_fraction=0.0,
     )
     first = train_arm(TrainConfig(**{**cfg.__dict__, "epochs": 1}), progress=False)
     assert first["steps"] == 2 and (out / "checkpoint" / "state.pt").is_file()
@@ -205,6 +206,7 @@ def test_trained_arm_prefers_chosen_replies(tiny_models, tmp_path):
         epochs=3,
         max_length=64,
         bf16=False,
+        val_fraction=0.0,
     )
     train_arm(cfg, progress=False)
     tok, model = load_with_adapter(cfg.base, cfg.out, bf16=False)
@@ -215,7 +217,9 @@ def test_trained_arm_prefers_chosen_replies(tiny_models, tmp_path):
 def test_resume_options(tiny_models, tmp_path):
     data = tmp_path / "pairs.jsonl"
     write_pairs(data, synthetic_pairs(4))
-    base = dict(data=str(data), base=str(tiny_models["base"]), max_length=64, bf16=False)
+    base = dict(
+        data=str(data), base=str(tiny_models["base"]), max_length=64, bf16=False, val_fraction=0
+    )
     with pytest.raises(FileNotFoundError, match="state.pt"):
         train_arm(TrainConfig(out=str(tmp_path / "a"), resume=str(tmp_path), **base), False)
     first = TrainConfig(out=str(tmp_path / "a"), epochs=1, batch_size=2, **base)
@@ -245,6 +249,7 @@ def test_time_budget_stops_and_saves(tiny_models, tmp_path):
         batch_size=2,
         bf16=False,
         max_minutes=1e-6,
+        val_fraction=0.0,
     )
     summary = train_arm(cfg, progress=False)
     assert summary["steps_done"] == 1 < summary["steps"]
@@ -260,7 +265,9 @@ def test_train_arm_cli_options():
     module.add_arguments(parser)
     args = parser.parse_args(["--data", "d", "--out", "o", "--base", "b", "--no-bf16"])
     assert args.bf16 is False and args.rank == 8 and args.resume is None
-    assert parser.parse_args(["--data", "d", "--out", "o", "--base", "b"]).bf16 is True
+    defaults = parser.parse_args(["--data", "d", "--out", "o", "--base", "b"])
+    assert defaults.bf16 is None  # chosen by the hardware
+    assert defaults.val_fraction == 0.1 and defaults.patience == 2
 
 
 def test_genarm_cli_has_the_training_commands(capsys):

@@ -16,6 +16,7 @@ from typing import Any
 
 from genarm.config import DeploymentConfig
 from genarm.engine.vllm_contract import check_vllm_version
+from genarm.hardware import cpu_has_native_bf16
 from genarm.reward_weights import arm_specs
 
 logger = logging.getLogger(__name__)
@@ -43,26 +44,6 @@ def _base_architectures(model_path: str) -> list[str]:
     if not config_file.is_file():
         raise FileNotFoundError(f"base model folder has no config.json: {model_path}")
     return list(json.loads(config_file.read_text()).get("architectures") or [])
-
-
-# CPU flags of native bfloat16 arithmetic (x86 AVX-512 BF16 / AMX, Arm's BF16 extension).
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
-
-
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool | None:
-    """Whether this CPU computes in bfloat16 natively; None where it cannot tell."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return None
-    flags = {
-        flag
-        for line in cpuinfo.splitlines()
-        if line.split(":")[0].strip() in ("flags", "Features")
-        for flag in line.split(":", 1)[1].split()
-    }
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
 def warn_if_bf16_is_emulated(cfg: DeploymentConfig) -> None:

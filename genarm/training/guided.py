@@ -37,7 +37,7 @@ def prompt_ids(tokenizer, messages: Messages) -> list[int]:
 
 
 @torch.no_grad()
-def guided_generate(
+def guided_generate_ids(
     model,
     tokenizer,
     messages: Messages,
@@ -45,11 +45,12 @@ def guided_generate(
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     seed: int = 0,
-) -> str:
-    """One reply under base · Π ARM^α (``alphas``: adapter name -> α); greedy at temperature 0.
+) -> tuple[list[int], bool]:
+    """(reply token ids, finished) under base · Π ARM^α (``alphas``: adapter name -> α).
 
-    Each component keeps its own KV cache; ARMs with α = 0 are not run at all;
-    the fusion is ``genarm.arm_kernels.fuse`` (float32).
+    Greedy at temperature 0. Each component keeps its own KV cache; ARMs with
+    α = 0 are not run at all; the fusion is ``genarm.arm_kernels.fuse``
+    (float32). ``finished``: the reply ended with the stop token (not included).
     """
     decoder = GenARMReference(
         _component(model, BASE),
@@ -67,8 +68,23 @@ def guided_generate(
         generator=torch.Generator().manual_seed(seed),
     )
     reply = generation.token_ids
-    if reply and reply[-1] == eos:
-        reply = reply[:-1]  # the stop token is not part of the reply
+    finished = bool(reply) and reply[-1] == eos
+    return (reply[:-1] if finished else reply), finished
+
+
+def guided_generate(
+    model,
+    tokenizer,
+    messages: Messages,
+    alphas: dict[str, float],
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> str:
+    """One reply's text under base · Π ARM^α (see ``guided_generate_ids``)."""
+    reply, _ = guided_generate_ids(
+        model, tokenizer, messages, alphas, max_new_tokens, temperature, seed
+    )
     return tokenizer.decode(reply, skip_special_tokens=True)
 
 

@@ -8,6 +8,13 @@ summed over response tokens only. The result is a PEFT adapter folder that a
 deployment config serves with ``arms: - {name: ..., adapter: FOLDER}``.
 Training checkpoints every ``--save-every`` steps into ``FOLDER/checkpoint``
 and resumes from there when run again with the same output folder.
+
+Some prompts' pairs are kept back (``--val-fraction``, or ``--val-data``):
+after every epoch (or ``--eval-every`` steps) the run measures pairwise
+accuracy on them and the fluency guard (``genarm.training.fluency``) samples a
+few guided replies; the state that ranks the held-out pairs best without
+breaking the text is what ``FOLDER`` receives, and ``--patience`` evaluations
+without a better one stop the run.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,10 +33,12 @@ import torch
 import torch.nn.functional as F
 
 from genarm.training.preference_data import PreferencePair, load_pairs
+from genarm.training.validation import EarlyStopping, Evaluation, split_pairs
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
+BEST = "best"
 
 
 @dataclass
@@ -49,11 +59,20 @@ class TrainConfig:
     max_response_length: int = 128
     max_pairs: int | None = None
     seed: int = 0
-    bf16: bool = True
+    bf16: bool | None = None  # None: bf16 where the device computes it natively
     save_every: int = 50
     resume: str | None = None  # checkpoint folder; default: OUT/checkpoint when present
     restart: bool = False  # ignore an existing checkpoint
     max_minutes: float | None = None  # stop (and save) once this much wall time is spent
+    val_data: str | None = None  # validation pairs; default: val_fraction of the data's prompts
+    val_fraction: float = 0.1
+    val_max_pairs: int | None = None
+    eval_every: int | None = None  # steps between evaluations; default: once per epoch
+    patience: int = 2  # evaluations without a better one before stopping; 0: never
+    fluency_prompts: int = 4  # validation prompts the fluency guard samples; 0: off
+    fluency_weights: list[float] = field(default_factory=lambda: [1.0, 3.0])
+    fluency_max_tokens: int = 64
+    max_perplexity_ratio: float | None = 2.0  # at the first fluency weight, vs unguided
 
 
 def genarm_loss(
@@ -84,6 +103,7 @@ def sequence_logps(model, batch: list[tuple[list[int], int]], pad_id: int) -> to
     The lm_head runs on reply positions only: over a 49k vocabulary the full
     [batch, length, vocab] logits would dominate memory traffic and time.
     """
+    device = next(model.parameters()).device
     width = max(len(ids) for ids, _ in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -92,22 +112,34 @@ def sequence_logps(model, batch: list[tuple[list[int], int]], pad_id: int) -> to
         input_ids[row, : len(ids)] = torch.tensor(ids)
         mask[row, : len(ids)] = 1
         scored[row, prompt_len - 1 : len(ids) - 1] = True
+    input_ids, mask, scored = input_ids.to(device), mask.to(device), scored.to(device)
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = causal_lm.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
     logits = causal_lm.lm_head(hidden[scored]).float()
     targets = input_ids.roll(-1, dims=1)[scored]
     token_logps = logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(dim=-1)
-    rows = torch.arange(len(batch))[:, None].expand_as(scored)[scored]
-    return torch.zeros(len(batch), dtype=token_logps.dtype).index_add(0, rows, token_logps)
+    rows = torch.arange(len(batch), device=device)[:, None].expand_as(scored)[scored]
+    sums = torch.zeros(len(batch), dtype=token_logps.dtype, device=device)
+    return sums.index_add(0, rows, token_logps)
 
 
-def _load_model(cfg: TrainConfig):
+EncodedPair = tuple[tuple[list[int], int], tuple[list[int], int]]
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """``cfg.bf16``, or where unset, bf16 exactly when the device computes it natively."""
+    from genarm.hardware import bf16_is_fast
+
+    return bf16_is_fast(device) if cfg.bf16 is None else cfg.bf16
+
+
+def _load_model(cfg: TrainConfig, device: torch.device, bf16: bool):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.base)
-    dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=dtype)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=dtype).to(device)
     lora = LoraConfig(
         r=cfg.rank, lora_alpha=cfg.alpha, target_modules=cfg.target_modules, lora_dropout=0.0
     )
@@ -122,38 +154,134 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, stats: dict) -> No
         {"optimizer": optimizer.state_dict(), "step": step, "stats": stats}, tmp / "state.pt"
     )
     if path.exists():
-        import shutil
-
         shutil.rmtree(path)
     tmp.rename(path)
 
 
-def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train and save the adapter in ``cfg.out``; returns a summary of the run."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-    from tqdm import tqdm
-
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+def _split(cfg: TrainConfig) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(training pairs, validation pairs), both in a seeded order."""
     pairs: list[PreferencePair] = load_pairs(cfg.data)
     random.Random(cfg.seed).shuffle(pairs)
+    if cfg.val_data:
+        val = load_pairs(cfg.val_data)
+        random.Random(cfg.seed).shuffle(val)
+    else:
+        pairs, val = split_pairs(pairs, cfg.val_fraction, cfg.seed)
     pairs = pairs[: cfg.max_pairs] if cfg.max_pairs else pairs
-    tokenizer, model = _load_model(cfg)
-    encoded = [
+    return pairs, val[: cfg.val_max_pairs] if cfg.val_max_pairs else val
+
+
+def _encode_pairs(tokenizer, pairs: list[PreferencePair], cfg: TrainConfig) -> list[EncodedPair]:
+    return [
         (
             encode(tokenizer, p.messages(), p.chosen, cfg.max_length, cfg.max_response_length),
             encode(tokenizer, p.messages(), p.rejected, cfg.max_length, cfg.max_response_length),
         )
         for p in pairs
     ]
+
+
+@torch.no_grad()
+def validate(
+    model, encoded: list[EncodedPair], pad_id: int, cfg: TrainConfig, autocast
+) -> tuple[float, float]:
+    """(pairwise accuracy, mean GenARM loss) of ``model`` on ``encoded`` pairs."""
+    was_training = model.training
+    model.eval()
+    wins, loss_sum = 0, 0.0
+    for start in range(0, len(encoded), cfg.batch_size):
+        batch = encoded[start : start + cfg.batch_size]
+        with autocast:
+            logps = sequence_logps(model, [c for c, _ in batch] + [r for _, r in batch], pad_id)
+        chosen, rejected = logps[: len(batch)], logps[len(batch) :]
+        wins += int((chosen > rejected).sum())
+        loss_sum += float(genarm_loss(chosen, rejected, cfg.beta)) * len(batch)
+    if was_training:
+        model.train()
+    return wins / len(encoded), loss_sum / len(encoded)
+
+
+def _evaluate(model, tokenizer, val, encoded_val, pad_id, cfg, autocast, step, epoch):
+    """One validation pass plus the fluency guard; logs a line per evaluation."""
+    from genarm.training.fluency import fluency_report, perplexity_ratio
+
+    accuracy, loss = validate(model, encoded_val, pad_id, cfg, autocast)
+    evaluation = Evaluation(step=step, epoch=round(epoch, 3), accuracy=accuracy, loss=loss)
+    if cfg.fluency_prompts and cfg.fluency_weights:
+        prompts = list({json.dumps(p.messages()): p.messages() for p in val}.values())
+        report = fluency_report(
+            model,
+            tokenizer,
+            prompts[: cfg.fluency_prompts],
+            arm="default",
+            weights=(0.0, *cfg.fluency_weights),
+            max_new_tokens=cfg.fluency_max_tokens,
+            seed=cfg.seed,
+        )
+        evaluation.fluency = report
+        ratio = perplexity_ratio(report, cfg.fluency_weights[0])
+        if cfg.max_perplexity_ratio is not None and not ratio <= cfg.max_perplexity_ratio:
+            evaluation.eligible = False
+            logger.warning(
+                "Fluency guard: guided perplexity at weight %g is %.2fx the unguided one "
+                "(limit %.2fx): this state is not kept",
+                cfg.fluency_weights[0],
+                ratio,
+                cfg.max_perplexity_ratio,
+            )
+    fluency = ", ".join(
+        f"w={w}: ppl {r['perplexity']:.1f}, {r['words']:.0f} words"
+        for w, r in (evaluation.fluency or {}).items()
+    )
+    logger.info(
+        "Validation at step %d (epoch %.2f): accuracy %.3f, loss %.4f%s",
+        step,
+        epoch,
+        accuracy,
+        loss,
+        f"; {fluency}" if fluency else "",
+    )
+    return evaluation
+
+
+def _is_eval_step(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainConfig) -> bool:
+    every = cfg.eval_every or steps_per_epoch
+    return step % every == 0 or step % steps_per_epoch == 0 or step == total_steps
+
+
+def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train and save the adapter in ``cfg.out``; returns a summary of the run.
+
+    With validation pairs, ``cfg.out`` gets the best-validating state (a copy
+    stays in ``OUT/best``); without, the last one.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from tqdm import tqdm
+
+    from genarm.hardware import training_device
+
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs, val = _split(cfg)
+    device = training_device()
+    bf16 = use_bf16(cfg, device)
+    logger.info(
+        "Training on %d pairs, validating on %d (%s, %s)",
+        len(pairs),
+        len(val),
+        device.type,
+        "bf16" if bf16 else "float32",
+    )
+    tokenizer, model = _load_model(cfg, device, bf16)
+    encoded, encoded_val = _encode_pairs(tokenizer, pairs, cfg), _encode_pairs(tokenizer, val, cfg)
     steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    step, stats = 0, {"loss": [], "accuracy": []}
-    checkpoint = out / CHECKPOINT
+    step, stats = 0, {"loss": [], "accuracy": [], "evals": [], "early_stopping": None}
+    checkpoint, best_dir = out / CHECKPOINT, out / BEST
     source = Path(cfg.resume) if cfg.resume else checkpoint
     if cfg.resume and not (source / "state.pt").is_file():
         raise FileNotFoundError(f"no training checkpoint (state.pt) in {source}")
@@ -161,8 +289,11 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         state = torch.load(source / "state.pt", weights_only=False)
         set_peft_model_state_dict(model, load_file(source / "adapter_model.safetensors"))
         optimizer.load_state_dict(state["optimizer"])
-        step, stats = state["step"], state["stats"]
+        step, stats = state["step"], {**stats, **state["stats"]}
         logger.info("Resuming from %s at step %d/%d", source, step, total_steps)
+    elif best_dir.exists():
+        shutil.rmtree(best_dir)  # a fresh run: an old run's best state is not a candidate
+    stopper = EarlyStopping.from_state(stats["early_stopping"], cfg.patience)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", cfg.lr)
     # Warm-up then linear decay; last_epoch puts a resumed run back on the same curve.
@@ -173,11 +304,12 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
     )
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     started = time.monotonic()
     bar = tqdm(total=total_steps, initial=step, desc="train-arm", disable=not progress)
     model.train()
-    while step < total_steps:
+    stopped_early = stopper.should_stop and bool(encoded_val)
+    while step < total_steps and not stopped_early:
         epoch, index = divmod(step, steps_per_epoch)
         order = list(range(len(encoded)))
         random.Random(cfg.seed + epoch).shuffle(order)
@@ -200,26 +332,58 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
             acc=f"{sum(stats['accuracy'][recent]) / len(stats['accuracy'][recent]):.2f}",
         )
         bar.update(1)
+        evaluated = bool(encoded_val) and _is_eval_step(step, steps_per_epoch, total_steps, cfg)
+        if evaluated:
+            evaluation = _evaluate(
+                model, tokenizer, val, encoded_val, pad_id, cfg, autocast, step,
+                step / steps_per_epoch,
+            )  # fmt: skip
+            if stopper.update(evaluation):
+                model.save_pretrained(best_dir)
+            stats["evals"].append(asdict(evaluation))
+            stats["early_stopping"] = stopper.state()
+            stopped_early = stopper.should_stop and step < total_steps
         out_of_time = cfg.max_minutes and time.monotonic() - started > 60 * cfg.max_minutes
-        if step % cfg.save_every == 0 or step == total_steps or out_of_time:
+        if evaluated or step % cfg.save_every == 0 or step == total_steps or out_of_time:
             _save_checkpoint(checkpoint, model, optimizer, step, stats)
+        if stopped_early:
+            logger.info(
+                "Early stop at step %d: %d evaluations without a better validation accuracy",
+                step,
+                stopper.since_best,
+            )
         if out_of_time:
             logger.info(
                 "Time budget of %s min spent at step %d/%d", cfg.max_minutes, step, total_steps
             )
             break
     bar.close()
+    return _finish(cfg, model, stats, stopper, step, total_steps, len(encoded), len(val), started)
 
-    model.save_pretrained(out)
+
+def _finish(cfg, model, stats, stopper, step, total_steps, n_pairs, n_val, started) -> dict:
+    """Write the chosen adapter and ``training_summary.json``; return the summary."""
+    out = Path(cfg.out)
+    best_dir = out / BEST
+    if stopper.best is not None and (best_dir / "adapter_model.safetensors").is_file():
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            shutil.copy(best_dir / name, out / name)
+    else:
+        model.save_pretrained(out)
+    steps_per_epoch = math.ceil(n_pairs / cfg.batch_size)
     window = max(1, steps_per_epoch // 4)
     summary = {
         "config": asdict(cfg),
-        "pairs": len(encoded),
+        "pairs": n_pairs,
+        "validation_pairs": n_val,
         "steps": total_steps,
         "steps_done": step,
         "seconds_this_run": round(time.monotonic() - started, 1),
         "final_loss": sum(stats["loss"][-window:]) / len(stats["loss"][-window:]),
         "final_accuracy": sum(stats["accuracy"][-window:]) / len(stats["accuracy"][-window:]),
+        "evaluations": stats["evals"],
+        "best": asdict(stopper.best) if stopper.best else None,
+        "stopped_early": stopper.should_stop and step < total_steps,
     }
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -245,7 +409,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bf16",
         action=argparse.BooleanOptionalAction,
         default=d.bf16,
-        help="bf16 base with fp32 LoRA weights and autocast (~2x faster than fp32 on CPU)",
+        help="bf16 base with fp32 LoRA weights and autocast (default: where the GPU or CPU "
+        "computes bf16 natively; emulated bf16 stepped 2.7x slower than float32)",
     )
     parser.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint steps")
     parser.add_argument(
@@ -253,6 +418,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     parser.add_argument("--max-minutes", type=float, help="stop and save after this wall time")
+    val = parser.add_argument_group("validation, early stopping and the fluency guard")
+    val.add_argument("--val-data", help="validation pairs (default: --val-fraction of the data)")
+    val.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="share of the data's prompts kept back for validation (0: no validation)",
+    )
+    val.add_argument("--val-max-pairs", type=int, help="validate on at most this many pairs")
+    val.add_argument(
+        "--eval-every", type=int, help="steps between validations (default: each epoch)"
+    )
+    val.add_argument(
+        "--patience",
+        type=int,
+        default=d.patience,
+        help="validations without a better accuracy before stopping (0: never stop early)",
+    )
+    val.add_argument(
+        "--fluency-prompts",
+        type=int,
+        default=d.fluency_prompts,
+        help="validation prompts the fluency guard samples at each validation (0: off)",
+    )
+    val.add_argument(
+        "--fluency-weights",
+        default=",".join(f"{w:g}" for w in d.fluency_weights),
+        help="ARM weights the fluency guard samples at (besides unguided)",
+    )
+    val.add_argument("--fluency-max-tokens", type=int, default=d.fluency_max_tokens)
+    val.add_argument(
+        "--max-perplexity-ratio",
+        type=float,
+        default=d.max_perplexity_ratio,
+        help="a state whose guided replies (first fluency weight) have more than this times "
+        "the unguided perplexity under the base is never kept as the best",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -277,7 +479,17 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         restart=args.restart,
         max_minutes=args.max_minutes,
+        val_data=args.val_data,
+        val_fraction=args.val_fraction,
+        val_max_pairs=args.val_max_pairs,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        fluency_prompts=args.fluency_prompts,
+        fluency_weights=[float(w) for w in args.fluency_weights.split(",") if w.strip()],
+        fluency_max_tokens=args.fluency_max_tokens,
+        max_perplexity_ratio=args.max_perplexity_ratio,
     )
     summary = train_arm(cfg)
-    print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+    shown = ("config", "evaluations")
+    print(json.dumps({k: v for k, v in summary.items() if k not in shown}, indent=2))
     return 0

@@ -1,0 +1,73 @@
+"""The fluency guard of `genarm train-arm`: does guidance by this ARM keep text readable?
+
+An ARM can learn its pairs and still break the text it guides (a `concise` ARM
+that learned "stop now" ends answers mid-sentence; one that learned odd tokens
+derails them). Pairwise accuracy cannot see that; the base model can: sample a
+few replies under base · ARM^w for each weight w and measure the base model's
+own perplexity of them. Unguided (w = 0) is the yardstick.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import torch
+
+from genarm.training.guided import guided_generate_ids, prompt_ids
+from genarm.training.preference_data import Messages
+from genarm.training.train_arm import sequence_logps
+
+
+@torch.no_grad()
+def base_nll(model, tokenizer, messages: Messages, reply: list[int]) -> float:
+    """Σ -log p_base(reply tokens | prompt), with every adapter of ``model`` off."""
+    prompt = prompt_ids(tokenizer, messages)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with model.disable_adapter():
+        return -float(sequence_logps(model, [(prompt + reply, len(prompt))], pad_id)[0])
+
+
+def fluency_report(
+    model,
+    tokenizer,
+    prompts: list[Messages],
+    arm: str,
+    weights: tuple[float, ...] = (0.0, 1.0, 3.0),
+    max_new_tokens: int = 64,
+    temperature: float = 0.7,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Per weight: the base model's perplexity of the guided replies, their mean
+    length in words and the share that finished, one seeded sample per prompt
+    (the same seed for every weight, so the weights are compared on equal draws).
+
+    ``arm`` names the adapter of ``model`` to guide with.
+    """
+    was_training = model.training
+    model.eval()
+    report = {}
+    for weight in weights:
+        nll, tokens, words, finished = 0.0, 0, [], 0
+        for index, messages in enumerate(prompts):
+            reply, done = guided_generate_ids(
+                model, tokenizer, messages, {arm: weight}, max_new_tokens, temperature, seed + index
+            )
+            if reply:
+                nll += base_nll(model, tokenizer, messages, reply)
+                tokens += len(reply)
+            words.append(len(tokenizer.decode(reply, skip_special_tokens=True).split()))
+            finished += done
+        report[f"{weight:g}"] = {
+            "perplexity": math.exp(nll / tokens) if tokens else float("nan"),
+            "words": statistics.fmean(words) if words else 0.0,
+            "finished": finished / max(1, len(prompts)),
+        }
+    if was_training:
+        model.train()
+    return report
+
+
+def perplexity_ratio(report: dict[str, dict], weight: float) -> float:
+    """Guided perplexity at ``weight`` over the unguided one (w = 0)."""
+    return report[f"{weight:g}"]["perplexity"] / report["0"]["perplexity"]

@@ -1,0 +1,94 @@
+"""Held-out validation for `genarm train-arm`: the split and early stopping.
+
+A reward model that fits its training pairs can still rank unseen pairs no
+better than the base (and, as a guide, break the text): so a run keeps some
+pairs back, measures pairwise accuracy on them at every evaluation, and keeps
+the state that ranked them best rather than the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+
+from genarm.training.preference_data import PreferencePair
+
+
+def _prompt_key(pair: PreferencePair) -> str:
+    return json.dumps(pair.messages(), sort_keys=True)
+
+
+def split_pairs(
+    pairs: list[PreferencePair], fraction: float, seed: int
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, validation): about ``fraction`` of the prompts go to validation.
+
+    Split by prompt, not by pair: several pairs drawn from one prompt (as
+    `make-preferences --pairs-per-prompt` makes them) would otherwise let the
+    validation set repeat what training saw. Order within each part follows
+    ``pairs``; the same seed gives the same split.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    keys = list(dict.fromkeys(_prompt_key(p) for p in pairs))
+    random.Random(seed).shuffle(keys)
+    count = round(fraction * len(keys))
+    if fraction > 0 and count == 0 and len(keys) > 1:
+        count = 1  # a requested split is never silently empty
+    held = set(keys[:count])
+    train = [p for p in pairs if _prompt_key(p) not in held]
+    return train, [p for p in pairs if _prompt_key(p) in held]
+
+
+@dataclass
+class Evaluation:
+    """One validation pass: where in training, and how well it ranked the pairs."""
+
+    step: int
+    epoch: float
+    accuracy: float
+    loss: float
+    eligible: bool = True  # False: the fluency guard rejected this state
+    fluency: dict | None = None
+
+    def score(self) -> tuple[float, float]:
+        """Higher is better: accuracy first, then the lower validation loss."""
+        return (self.accuracy, -self.loss)
+
+
+@dataclass
+class EarlyStopping:
+    """Tracks the best evaluation; ``should_stop`` after ``patience`` evaluations
+    in a row that did not beat it. ``patience`` 0 never stops early."""
+
+    patience: int = 2
+    best: Evaluation | None = None
+    since_best: int = 0
+
+    def update(self, evaluation: Evaluation) -> bool:
+        """Record ``evaluation``; True when it is the new best (save that state)."""
+        improved = evaluation.eligible and (
+            self.best is None or evaluation.score() > self.best.score()
+        )
+        if improved:
+            self.best, self.since_best = evaluation, 0
+        else:
+            self.since_best += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.since_best >= self.patience
+
+    def state(self) -> dict:
+        best = asdict(self.best) if self.best else None
+        return {"patience": self.patience, "best": best, "since_best": self.since_best}
+
+    @classmethod
+    def from_state(cls, state: dict | None, patience: int) -> EarlyStopping:
+        """Resume; the patience of the new run applies."""
+        if not state:
+            return cls(patience)
+        best = Evaluation(**state["best"]) if state["best"] else None
+        return cls(patience, best, state["since_best"])

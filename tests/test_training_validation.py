@@ -1,0 +1,158 @@
+"""train-arm's held-out split, early stopping and fluency guard, on tiny random models."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from genarm.training.preference_data import PreferencePair, write_pairs
+from genarm.training.train_arm import TrainConfig, train_arm
+from genarm.training.validation import EarlyStopping, Evaluation, split_pairs
+
+
+def _pairs(prompts: int, per_prompt: int) -> list[PreferencePair]:
+    return [
+        PreferencePair(f"Question {i}?", f"yes {j}", f"no {j}")
+        for i in range(prompts)
+        for j in range(per_prompt)
+    ]
+
+
+def test_split_keeps_each_prompt_on_one_side_and_is_seeded():
+    pairs = _pairs(20, 3)
+    train, val = split_pairs(pairs, 0.2, seed=0)
+    assert len(train) + len(val) == len(pairs)
+    assert {p.prompt for p in train}.isdisjoint({p.prompt for p in val})
+    assert len({p.prompt for p in val}) == 4 and len(val) == 12
+    assert split_pairs(pairs, 0.2, seed=0) == (train, val)
+    assert split_pairs(pairs, 0.2, seed=1)[1] != val
+    assert [p for p in pairs if p in train] == train  # the data's order is kept
+    assert split_pairs(pairs, 0.0, seed=0) == (pairs, [])
+    assert len({p.prompt for p in split_pairs(pairs, 0.01, seed=0)[1]}) == 1  # never empty
+    with pytest.raises(ValueError, match="fraction"):
+        split_pairs(pairs, 1.0, seed=0)
+
+
+def _evaluation(step: int, accuracy: float, loss: float = 0.5, eligible: bool = True):
+    return Evaluation(step=step, epoch=step, accuracy=accuracy, loss=loss, eligible=eligible)
+
+
+def test_early_stopping_keeps_the_best_and_waits_patience_evaluations():
+    stopper = EarlyStopping(patience=2)
+    assert stopper.update(_evaluation(1, 0.60))
+    assert stopper.update(_evaluation(2, 0.70))
+    assert not stopper.update(_evaluation(3, 0.65)) and not stopper.should_stop
+    assert stopper.update(_evaluation(4, 0.70, loss=0.4))  # same accuracy, lower loss
+    assert not stopper.update(_evaluation(5, 0.90, eligible=False))  # the fluency guard's veto
+    assert not stopper.update(_evaluation(6, 0.50))
+    assert stopper.should_stop and stopper.best.step == 4
+    resumed = EarlyStopping.from_state(json.loads(json.dumps(stopper.state())), patience=3)
+    assert resumed.best == stopper.best and not resumed.should_stop
+    assert not EarlyStopping(patience=0, since_best=10).should_stop
+
+
+def _config(tmp_path, tiny_models, **overrides) -> TrainConfig:
+    fields = dict(
+        data=str(tmp_path / "train.jsonl"),
+        out=str(tmp_path / "arm"),
+        base=str(tiny_models["base"]),
+        rank=4,
+        alpha=8,
+        lr=5e-3,
+        beta=0.5,
+        batch_size=4,
+        max_length=64,
+        bf16=False,
+        fluency_prompts=0,
+    )
+    return TrainConfig(**{**fields, **overrides})
+
+
+def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
+    """Validation pairs that reverse the training preference get worse as training
+    goes on: the run stops after `patience` worse evaluations and OUT holds the
+    first epoch's state, not the last one."""
+    from safetensors.torch import load_file
+
+    from genarm.training.guided import load_with_adapter
+    from genarm.training.train_arm import _encode_pairs, validate
+
+    pairs = _pairs(8, 1)
+    reversed_pairs = [PreferencePair(p.prompt, p.rejected, p.chosen) for p in pairs]
+    write_pairs(tmp_path / "train.jsonl", pairs)
+    write_pairs(tmp_path / "val.jsonl", reversed_pairs)
+    cfg = _config(tmp_path, tiny_models, epochs=6, val_data=str(tmp_path / "val.jsonl"))
+    summary = train_arm(cfg, progress=False)
+    losses = [e["loss"] for e in summary["evaluations"]]
+    assert losses == sorted(losses)  # each epoch fits the reversed pairs worse
+    assert summary["stopped_early"] and summary["steps_done"] == 6 < summary["steps"] == 12
+    assert summary["best"]["step"] == 2 and len(summary["evaluations"]) == 3
+    out = tmp_path / "arm"
+    shipped = load_file(out / "adapter_model.safetensors")
+    best = load_file(out / "best" / "adapter_model.safetensors")
+    last = load_file(out / "checkpoint" / "adapter_model.safetensors")
+    assert all(torch.equal(shipped[k], best[k]) for k in best)
+    assert not all(torch.equal(shipped[k], last[k]) for k in last)
+    # The shipped adapter scores the validation pairs as the run reported.
+    tok, model = load_with_adapter(cfg.base, cfg.out, name="default", bf16=False)
+    accuracy, loss = validate(
+        model, _encode_pairs(tok, reversed_pairs, cfg), 0, cfg, torch.autocast("cpu", enabled=False)
+    )
+    assert accuracy == summary["best"]["accuracy"]
+    assert loss == pytest.approx(summary["best"]["loss"], rel=1e-4)
+
+
+def test_fraction_split_trains_on_the_rest(tiny_models, tmp_path):
+    write_pairs(tmp_path / "train.jsonl", _pairs(10, 2))
+    summary = train_arm(_config(tmp_path, tiny_models, val_fraction=0.2), progress=False)
+    assert summary["validation_pairs"] == 4 and summary["pairs"] == 16
+    assert [e["step"] for e in summary["evaluations"]] == [4]
+
+
+def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path):
+    from test_training import _tiny_adapter
+
+    from genarm.training.fluency import base_nll, fluency_report
+    from genarm.training.guided import guided_generate_ids, load_with_adapter, prompt_ids
+
+    adapter = _tiny_adapter(tiny_models["base"], tmp_path / "random-arm")
+    tok, model = load_with_adapter(str(tiny_models["base"]), str(adapter), bf16=False)
+    prompts = [[{"role": "user", "content": f"Tell me about item {i}."}] for i in range(2)]
+    report = fluency_report(model, tok, prompts, "arm", (0.0, 2.0), max_new_tokens=8, seed=3)
+    assert set(report) == {"0", "2"}
+    for weight, row in ((0.0, report["0"]), (2.0, report["2"])):
+        nll, tokens = 0.0, 0
+        for index, messages in enumerate(prompts):
+            reply, _ = guided_generate_ids(model, tok, messages, {"arm": weight}, 8, 0.7, 3 + index)
+            nll += base_nll(model, tok, messages, reply)
+            tokens += len(reply)
+        assert row["perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-5)
+        assert 0 <= row["finished"] <= 1
+    # base_nll is the base model's own log-likelihood (adapters off).
+    messages, reply = prompts[0], [5, 6, 7]
+    ids = prompt_ids(tok, messages) + reply
+    with torch.no_grad(), model.disable_adapter():
+        logps = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+    start = len(ids) - len(reply)
+    want = -sum(float(logps[t - 1, ids[t]]) for t in range(start, len(ids)))
+    assert base_nll(model, tok, messages, reply) == pytest.approx(want, rel=1e-5)
+
+    # A limit no guided sample can meet: no state is kept as the best, OUT gets the last.
+    write_pairs(tmp_path / "train.jsonl", _pairs(6, 1))
+    cfg = _config(
+        tmp_path,
+        tiny_models,
+        epochs=2,
+        val_fraction=0.34,
+        fluency_prompts=2,
+        fluency_max_tokens=6,
+        max_perplexity_ratio=1e-9,
+    )
+    summary = train_arm(cfg, progress=False)
+    assert summary["best"] is None and len(summary["evaluations"]) == 2
+    assert not any(e["eligible"] for e in summary["evaluations"])
+    assert set(summary["evaluations"][0]["fluency"]) == {"0", "1", "3"}
+    assert (tmp_path / "arm" / "adapter_model.safetensors").is_file()
