@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from genarm.training.make_preferences import best_worst_pairs
+from genarm.training.make_preferences import ranked_pairs
 from genarm.training.preference_data import (
     PreferencePair,
     hh_pair,
@@ -150,10 +150,39 @@ def test_rewards_pull_in_their_directions():
     assert concise("Short answer.", True) > concise("A much longer answer " * 5, True)
     assert concise("Short", False) < concise("Short but finished well.", True)
     assert enthusiastic("This is great fun!", True) > enthusiastic("This is a fact.", True)
-    samples = [("one two three", True), ("one", True), ("one two", True)]
-    pair = best_worst_pairs("q", samples, concise)
+    texts = ["one two three", "one", "one two"]
+    (pair,) = ranked_pairs("q", texts, [concise(t, True) for t in texts])
     assert (pair.chosen, pair.rejected) == ("one", "one two three")
-    assert best_worst_pairs("q", [("a b", True), ("c d", True)], concise) is None
+    assert ranked_pairs("q", ["a b", "c d"], [concise("a b", True), concise("c d", True)]) == []
+
+
+def test_ranked_pairs_take_widest_gaps_first_with_each_sample_once():
+    texts = ["a", "b", "c", "d", "e"]
+    scores = [5.0, 1.0, 4.0, 0.0, 3.0]
+    got = [(p.chosen, p.rejected) for p in ranked_pairs("q", texts, scores, max_pairs=3)]
+    assert got == [("a", "d"), ("c", "b")]  # "e" is left without a partner
+    assert len(ranked_pairs("q", texts, scores, max_pairs=3, min_gap=3.5)) == 1
+    assert ranked_pairs("q", ["x", "x"], [1.0, 0.0]) == []  # identical texts teach nothing
+
+
+def test_hierarchical_rule_keeps_only_pairs_the_holistic_judge_does_not_mind():
+    """ALaRM's rule: the aspect (shorter) decides; a pair whose rejected reply the
+    holistic reward prefers by more than the margin is dropped, and the next
+    widest candidate takes its place."""
+    texts = ["short but broken", "short and good", "long and good", "long and rambling"]
+    concise_scores = [-3.0, -3.5, -20.0, -30.0]
+    judge = [-4.0, 1.0, 1.5, 0.0]  # the broken short reply is much worse than both long ones
+    pairs = ranked_pairs("q", texts, concise_scores, max_pairs=2, holistic=judge, margin=1.0)
+    assert [(p.chosen, p.rejected) for p in pairs] == [
+        ("short and good", "long and rambling"),
+    ]
+    # Without the rule the broken reply is the first chosen one.
+    (first, _) = ranked_pairs("q", texts, concise_scores, max_pairs=2)
+    assert first.chosen == "short but broken"
+    # A wide margin lets every aspect pair through; a negative one demands holistic agreement.
+    assert len(ranked_pairs("q", texts, concise_scores, 2, holistic=judge, margin=10.0)) == 2
+    strict = ranked_pairs("q", texts, concise_scores, 2, holistic=judge, margin=-0.5)
+    assert [(p.chosen, p.rejected) for p in strict] == [("short and good", "long and rambling")]
 
 
 def _tiny_adapter(base, path, seed: int = 0):
@@ -347,3 +376,55 @@ def test_make_preferences_is_reproducible_and_splits_prompts(tiny_models, tmp_pa
         chosen = next(concise(t, d) for t, d in samples if t == pair.chosen)
         rejected = next(concise(t, d) for t, d in samples if t == pair.rejected)
         assert (chosen, rejected) == (scores[-1], scores[0])
+
+
+def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_models, tmp_path):
+    """--from-samples re-pairs an earlier run's samples without sampling;
+    --holistic-judge scores each sample with the judge and applies the rule."""
+    from genarm.cli import main
+    from genarm.training.judge import Judge, JudgeConfig, train_judge
+
+    write_pairs(tmp_path / "judge.jsonl", synthetic_pairs(4))
+    judge_cfg = JudgeConfig(
+        data=str(tmp_path / "judge.jsonl"),
+        out=str(tmp_path / "judge"),
+        base=str(tiny_models["base"]),
+        max_length=64,
+        bf16=False,
+    )
+    train_judge(judge_cfg, progress=False)
+    groups = {
+        f"Question number {i}?": [
+            ["yes", True],
+            ["no no no no", True],
+            ["yes yes", True],
+            ["no", False],
+        ]
+        for i in range(3)
+    }
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(
+        "".join(json.dumps({"prompt": p, "samples": s}) + "\n" for p, s in groups.items())
+    )
+    out = tmp_path / "pairs"
+    command = ["make-preferences", "--base", str(tiny_models["base"]), "--reward", "concise"]
+    command += ["--out", str(out), "--from-samples", str(samples), "--pairs-per-prompt", "2"]
+    assert main([*command, "--holistic-judge", str(tmp_path / "judge")]) == 0
+    judge = Judge.load(tmp_path / "judge", bf16=False)
+    rows = [json.loads(line) for line in (out / "holistic_scores.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == list(groups)
+    pairs = load_pairs(out / "concise.jsonl")
+    for row in rows:
+        texts = [t for t, _ in groups[row["prompt"]]]
+        want = judge.score_many([(row["prompt"], t) for t in texts])
+        assert row["scores"] == pytest.approx(want, abs=1e-5)
+        scores = [concise(t, d) for t, d in groups[row["prompt"]]]
+        expected = ranked_pairs(row["prompt"], texts, scores, 2, holistic=want, margin=0.5)
+        assert [p for p in pairs if p.prompt == row["prompt"]] == expected
+    assert pairs
+    by_prompt = {r["prompt"]: r["scores"] for r in rows}
+    for pair in pairs:
+        texts = [t for t, _ in groups[pair.prompt]]
+        score = dict(zip(texts, by_prompt[pair.prompt], strict=True))
+        assert score[pair.rejected] - score[pair.chosen] <= 0.5
+    assert not (out / "samples.jsonl").exists()  # nothing was sampled

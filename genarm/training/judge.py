@@ -99,13 +99,16 @@ class Judge:
         self.tokenizer, self.model, self.cfg = tokenizer, model.eval(), cfg
 
     @classmethod
-    def load(cls, path: str | Path, base: str | None = None) -> Judge:
-        """A saved judge; ``base`` overrides the base model folder its config names."""
+    def load(cls, path: str | Path, base: str | None = None, bf16: bool | None = None) -> Judge:
+        """A saved judge; ``base`` overrides the base model folder its config names,
+        ``bf16`` the dtype it was trained in (scores move by bf16 rounding only)."""
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         path = Path(path).expanduser()
         cfg = JudgeConfig(**json.loads((path / CONFIG_FILE).read_text()))
+        if bf16 is not None:
+            cfg.bf16 = bf16
         base = str(Path(base or cfg.base).expanduser())
         tokenizer, model = _build(base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed)
         set_peft_model_state_dict(model.decoder, load_file(path / "adapter_model.safetensors"))

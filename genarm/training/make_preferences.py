@@ -2,7 +2,16 @@
 
 For each prompt, sample several responses with vLLM, score each with a
 trajectory-level reward function (``genarm.training.rewards``), and pair the
-best with the worst (ties are skipped). Seeds make a run reproducible.
+best with the worst (ties are skipped); ``--pairs-per-prompt`` pairs the next
+best with the next worst too. Seeds make a run reproducible.
+
+An aspect reward alone teaches its aspect at any cost: the shortest of a
+prompt's samples is often the one that stopped before answering. With
+``--holistic-judge`` a pair is kept only where a holistic reward model agrees
+not to mind, ALaRM's hierarchical rule (Lai et al., 2024): the aspect decides
+the preference, and the holistic score may not prefer the rejected reply by
+more than ``--holistic-margin``. So a `concise` ARM learns "shorter and as
+good", not "cut off".
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 
 from genarm.training.preference_data import PreferencePair, write_pairs
@@ -19,13 +29,63 @@ from genarm.training.rewards import REWARDS
 logger = logging.getLogger(__name__)
 
 
-def best_worst_pairs(prompt: str, samples: list[tuple[str, bool]], reward) -> PreferencePair | None:
-    """The highest- and lowest-scoring sample as (chosen, rejected); None on a tie."""
-    scored = sorted(((reward(text, done), text) for text, done in samples), key=lambda s: s[0])
-    (low, worst), (high, best) = scored[0], scored[-1]
-    if high == low or best == worst:
-        return None
-    return PreferencePair(prompt, best, worst)
+def ranked_pairs(
+    prompt: str,
+    texts: list[str],
+    scores: list[float],
+    max_pairs: int = 1,
+    min_gap: float = 0.0,
+    holistic: list[float] | None = None,
+    margin: float = math.inf,
+) -> list[PreferencePair]:
+    """Up to ``max_pairs`` (chosen, rejected) pairs of ``prompt``'s samples.
+
+    Candidates are the sample pairs whose aspect ``scores`` differ by more than
+    ``min_gap``, taken widest gap first, each sample in at most one pair (so
+    one pair is the best vs the worst). With ``holistic`` scores, a candidate
+    is dropped where holistic[rejected] - holistic[chosen] > ``margin``.
+    """
+    candidates = sorted(
+        (
+            (scores[i] - scores[j], i, j)
+            for i in range(len(texts))
+            for j in range(len(texts))
+            if scores[i] - scores[j] > min_gap and texts[i] != texts[j]
+        ),
+        key=lambda c: (-c[0], c[1], c[2]),
+    )
+    used: set[int] = set()
+    pairs = []
+    for _, i, j in candidates:
+        if len(pairs) == max_pairs:
+            break
+        if i in used or j in used:
+            continue
+        if holistic is not None and holistic[j] - holistic[i] > margin:
+            continue
+        used.update((i, j))
+        pairs.append(PreferencePair(prompt, texts[i], texts[j]))
+    return pairs
+
+
+def holistic_scores(judge_path: str, base: str, groups: list[tuple[str, list[str]]]):
+    """The judge's score of every sample: one list per (prompt, texts) group."""
+    import torch
+    from tqdm import tqdm
+
+    from genarm.hardware import bf16_is_fast
+    from genarm.training.judge import Judge
+
+    judge = Judge.load(judge_path, base=base, bf16=bf16_is_fast(torch.device("cpu")))
+    items = [(prompt, text) for prompt, texts in groups for text in texts]
+    flat: list[float] = []
+    for start in tqdm(range(0, len(items), 8), desc="holistic scores"):
+        flat.extend(judge.score_many(items[start : start + 8]))
+    scores, at = [], 0
+    for _, texts in groups:
+        scores.append(flat[at : at + len(texts)])
+        at += len(texts)
+    return scores
 
 
 def sample_responses(
@@ -80,26 +140,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="train",
         help="which part of the prompt split to sample (held-out: pairs for evaluation)",
     )
+    parser.add_argument(
+        "--from-samples",
+        help="samples.jsonl of an earlier run: pair those samples instead of sampling again",
+    )
+    pairing = parser.add_argument_group("pairing")
+    pairing.add_argument(
+        "--pairs-per-prompt", type=int, default=1, help="disjoint pairs per prompt, widest first"
+    )
+    pairing.add_argument(
+        "--min-reward-gap", type=float, default=0.0, help="pair samples only if rewards differ more"
+    )
+    pairing.add_argument(
+        "--holistic-judge",
+        help="judge folder (genarm train-judge): keep a pair only if the judge does not prefer "
+        "the rejected reply by more than --holistic-margin (ALaRM's hierarchical rule)",
+    )
+    pairing.add_argument("--holistic-margin", type=float, default=0.5)
 
 
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def _samples(args: argparse.Namespace, out: Path) -> tuple[list[str], list[list]]:
+    """(prompts, their samples): drawn now, or read back with --from-samples."""
+    if args.from_samples:
+        rows = [json.loads(line) for line in Path(args.from_samples).read_text().splitlines()]
+        rows = rows[: args.max_prompts] if args.max_prompts else rows
+        return [r["prompt"] for r in rows], [[tuple(s) for s in r["samples"]] for r in rows]
     train, held_out = split_prompts(args.seed)
     prompts = train if args.split == "train" else held_out
     prompts = prompts[: args.max_prompts] if args.max_prompts else prompts
     samples = sample_responses(
         args.base, prompts, args.samples, args.max_tokens, args.temperature, args.seed, args.dtype
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     with open(out / "samples.jsonl", "w") as f:  # raw samples: other rewards can reuse them
         for prompt, group in zip(prompts, samples, strict=True):
             f.write(json.dumps({"prompt": prompt, "samples": group}) + "\n")
     (out / "held_out_prompts.json").write_text(json.dumps(held_out, indent=1))
-    for name in args.reward:
-        scored = (
-            best_worst_pairs(q, s, REWARDS[name]) for q, s in zip(prompts, samples, strict=True)
+    return prompts, samples
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts, samples = _samples(args, out)
+    texts = [[text for text, _ in group] for group in samples]
+    holistic = None
+    if args.holistic_judge:
+        holistic = holistic_scores(
+            args.holistic_judge, args.base, list(zip(prompts, texts, strict=True))
         )
-        count = write_pairs(out / f"{name}.jsonl", [p for p in scored if p])
-        print(f"{name}: {count} pairs from {len(prompts)} prompts -> {out / (name + '.jsonl')}")
+        with open(out / "holistic_scores.jsonl", "w") as f:
+            for prompt, scores in zip(prompts, holistic, strict=True):
+                f.write(json.dumps({"prompt": prompt, "scores": scores}) + "\n")
+    for name in args.reward:
+        reward = REWARDS[name]
+        pairs, unfiltered = [], 0
+        for index, (prompt, group) in enumerate(zip(prompts, samples, strict=True)):
+            scores = [reward(text, done) for text, done in group]
+            ranked = (texts[index], scores, args.pairs_per_prompt, args.min_reward_gap)
+            unfiltered += len(ranked_pairs(prompt, *ranked))
+            kept = holistic[index] if holistic else None
+            pairs += ranked_pairs(prompt, *ranked, holistic=kept, margin=args.holistic_margin)
+        count = write_pairs(out / f"{name}.jsonl", pairs)
+        rule = f", {unfiltered - count} dropped by the holistic rule" if holistic else ""
+        print(f"{name}: {count} pairs from {len(prompts)} prompts{rule} -> {out / name}.jsonl")
     return 0
