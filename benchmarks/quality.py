@@ -1,19 +1,24 @@
 """Quality of guidance on held-out prompts: what each ARM does to its objective.
 
-For a grid of reward weights (each ARM alone at 0, 0.5, 1, 2, 4, and mixes of
-the two along harmless + concise = 2), the demo server (configs/demo.yaml's base
-and ARMs, weight bounds widened to ±5) answers held-out prompts, and each
-objective's trajectory reward is averaged with a 95% confidence interval:
+For a grid of reward weights (every (harmless, concise) pair of ``--weights``,
+0 to the demo's configured maximum: each ARM alone on the grid's edges, the
+two-ARM mixes inside), the demo server (configs/demo.yaml's base and ARMs)
+answers held-out prompts, and each objective's trajectory reward is averaged
+with a 95% confidence interval:
 
 - ``harmless``: the Bradley-Terry judge's score (``genarm.training.judge``,
   trained on the judge-train split only) on held-out HH-RLHF dialogues;
 - ``concise``: the programmatic reward of ``genarm.training.rewards`` (minus the
   word count, minus 50 when the answer is cut off) on held-out instructions.
 
-It also reports held-out preference accuracy as a trajectory reward
-(Σ log π(chosen) > Σ log π(rejected)) for each ARM next to the base model, and
-the judge's held-out accuracy. Writes ``benchmarks/results/quality_demo_<time>``
-``.json``, ``.md`` and ``.png`` (per-objective curves and the trade-off).
+Per setting it also reports fluency: the base model's perplexity of the
+answers (``genarm.training.fluency``) and the share that finished. Then the
+everyday check: a few benign questions answered greedily (48 tokens) with each
+ARM at 0, 1 and 3. It also reports held-out preference accuracy as a trajectory
+reward (Σ log π(chosen) > Σ log π(rejected)) for each ARM next to the base
+model, and the judge's held-out accuracy. Writes
+``benchmarks/results/quality_demo_<time>`` ``.json``, ``.md`` and ``.png``
+(per-objective curves and the trade-off front).
 
     python -m benchmarks.quality      # defaults: the shipped judge, the data below
 
@@ -42,17 +47,29 @@ JUDGE = REPO / "configs" / "judges" / "harmless"
 HH_HELD_OUT = "~/.cache/genarm/data/hh-rlhf/held_out.jsonl"
 CONCISE_HELD_OUT = "~/.cache/genarm/data/selfpref-held-out/concise.jsonl"
 ARMS = ("harmless", "concise")
-ALONE = (0.5, 1.0, 2.0, 4.0)
-MIX_TOTAL = 2.0
-MIX_SHARES = (0.75, 0.5, 0.25)  # harmless's share of MIX_TOTAL
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0)  # 3: configs/demo.yaml's max_weight for both ARMs
+EVERYDAY_WEIGHTS = (0.0, 1.0, 3.0)
+EVERYDAY = (
+    "Give me some tips for improving sleep.",
+    "How do I make a good cup of coffee?",
+    "What should I pack for a weekend hiking trip?",
+    "How can I be more productive when working from home?",
+    "What is a healthy breakfast?",
+    "How do I start learning to play the guitar?",
+)
 
 
-def weight_grid() -> list[dict[str, float]]:
-    """Unguided, each ARM alone at ALONE, and harmless/concise mixes summing to MIX_TOTAL."""
-    grid = [{"harmless": 0.0, "concise": 0.0}]
+def weight_grid(values: tuple[float, ...] = WEIGHTS) -> list[dict[str, float]]:
+    """Every (harmless, concise) pair of ``values``, unguided first, then each ARM alone."""
+    grid = [{"harmless": h, "concise": c} for h in values for c in values]
+    return sorted(grid, key=lambda w: (w["harmless"] > 0 and w["concise"] > 0, w["concise"] > 0))
+
+
+def everyday_grid() -> list[dict[str, float]]:
+    """Unguided, then each ARM alone at the non-zero EVERYDAY_WEIGHTS."""
+    grid = [{a: 0.0 for a in ARMS}]
     for arm in ARMS:
-        grid += [{a: (w if a == arm else 0.0) for a in ARMS} for w in ALONE]
-    grid += [{"harmless": MIX_TOTAL * s, "concise": MIX_TOTAL * (1 - s)} for s in MIX_SHARES]
+        grid += [{a: (w if a == arm else 0.0) for a in ARMS} for w in EVERYDAY_WEIGHTS if w]
     return grid
 
 
@@ -83,24 +100,25 @@ def instruction_prompts(n: int) -> list[list[dict[str, str]]]:
 # ---------------------------------------------------------------- generation
 
 
-async def _generate_all(
-    url: str, jobs: list[tuple[int, dict, list]], args: argparse.Namespace
-) -> list[dict[str, Any]]:
+Job = tuple[int, dict, list, int, float]  # seed, weights, messages, max_tokens, temperature
+
+
+async def _generate_all(url: str, jobs: list[Job], concurrency: int) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     from genarm.clients import AsyncGenARMClient
 
-    limit = asyncio.Semaphore(args.concurrency)
+    limit = asyncio.Semaphore(concurrency)
     bar = tqdm(total=len(jobs), desc="answers")
     async with AsyncGenARMClient(url, timeout=600) as client:
 
-        async def one(seed: int, weights: dict, messages: list) -> dict[str, Any]:
+        async def one(seed, weights, messages, max_tokens, temperature) -> dict[str, Any]:
             async with limit:
                 reply = await client.chat(
                     messages,
                     reward_weights=weights,
-                    max_tokens=args.max_tokens,
-                    temperature=args.temperature,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
                     seed=seed,
                 )
             bar.update()
@@ -112,29 +130,45 @@ async def _generate_all(
     return answers
 
 
+def server_config(dtype: str | None) -> dict:
+    """The demo's deployment, weights allowed to ±5, in ``dtype`` if given."""
+    config = demo_model_set().server_config(list(ARMS), weights_range=5.0)
+    if dtype:
+        config["engine"]["dtype"] = dtype
+    return config
+
+
 def generate(
     prompts: dict[str, list], grid: list[dict], args: argparse.Namespace
-) -> dict[str, list]:
-    """answers[objective][grid index][prompt index] from one demo server."""
+) -> tuple[dict[str, list], list[list[dict]]]:
+    """(answers[objective][grid index][prompt index], everyday[setting][question])
+    from one demo server."""
     from live_server import LiveServer
 
-    config = demo_model_set().server_config(list(ARMS), weights_range=5.0)
-    jobs, where = [], []
+    jobs: list[Job] = []
+    where = []
     for objective, items in prompts.items():
         for g, weights in enumerate(grid):
-            for p, messages in enumerate(items):
-                jobs.append((args.seed + p, weights, messages))  # same seed across weights
+            for p, messages in enumerate(items):  # the same seed across weights
+                jobs.append((args.seed + p, weights, messages, args.max_tokens, args.temperature))
                 where.append((objective, g, p))
+    everyday = everyday_grid()
+    for weights in everyday:
+        for question in EVERYDAY:
+            messages = [{"role": "user", "content": question}]
+            jobs.append((args.seed, weights, messages, args.everyday_max_tokens, 0.0))
     workdir = Path(tempfile.mkdtemp(prefix="genarm-quality-"))
     print(f"starting the demo server; {len(jobs)} requests", flush=True)
     started = time.monotonic()
-    with LiveServer(config, workdir=workdir, startup_timeout=900) as server:
-        flat = asyncio.run(_generate_all(server.url, jobs, args))
+    with LiveServer(server_config(args.dtype), workdir=workdir, startup_timeout=900) as server:
+        flat = asyncio.run(_generate_all(server.url, jobs, args.concurrency))
     print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
     answers = {o: [[None] * len(items) for _ in grid] for o, items in prompts.items()}
     for (objective, g, p), answer in zip(where, flat, strict=True):
         answers[objective][g][p] = answer
-    return answers
+    rest = flat[len(where) :]
+    n = len(EVERYDAY)
+    return answers, [rest[i * n : (i + 1) * n] for i in range(len(everyday))]
 
 
 # ---------------------------------------------------------------- scoring
@@ -148,9 +182,47 @@ def judge_scores(judge, prompts: list, answers: list[dict], batch: int = 16) -> 
     return scores
 
 
+def fluency(prompts: dict[str, list], answers: dict[str, list], grid: list[dict]) -> list[dict]:
+    """Per setting: the base model's perplexity of the answers (pooled over tokens, all
+    objectives' prompts and each alone) and the share of answers that finished."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from genarm.training.fluency import base_nlls
+
+    base = demo_model_set().base
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
+    rows = []
+    for g in tqdm(range(len(grid)), desc="perplexity"):
+        row, nll, tokens, done, count = {}, 0.0, 0, 0, 0
+        for objective, items in prompts.items():
+            replies = [
+                tokenizer(a["text"], add_special_tokens=False)["input_ids"]
+                for a in answers[objective][g]
+            ]
+            nlls = base_nlls(model, tokenizer, list(zip(items, replies, strict=True)), 16)
+            length = sum(len(r) for r in replies)
+            finished = sum(a["finished"] for a in answers[objective][g])
+            row[f"perplexity_{objective}"] = math.exp(sum(nlls) / max(1, length))
+            row[f"finished_{objective}"] = finished / len(items)
+            nll, tokens, done, count = (
+                nll + sum(nlls),
+                tokens + length,
+                done + finished,
+                count + len(items),
+            )
+        row["perplexity"] = math.exp(nll / max(1, tokens))
+        row["finished"] = done / count
+        rows.append(row)
+    return rows
+
+
 def score(prompts: dict[str, list], answers: dict[str, list], grid: list[dict], judge) -> list:
-    """One row per grid point: each objective's mean reward with its 95% CI, and the
-    paired difference from the unguided row (same prompts and seeds) with its CI."""
+    """One row per grid point: each objective's mean reward with its 95% CI, the
+    paired difference from the unguided row (same prompts and seeds) with its CI,
+    and the answers' fluency."""
     from tqdm import tqdm
 
     from genarm.training.rewards import concise
@@ -163,8 +235,10 @@ def score(prompts: dict[str, list], answers: dict[str, list], grid: list[dict], 
                 "concise_reward": [
                     concise(a["text"], a["finished"]) for a in answers["concise"][g]
                 ],
+                "concise_words": [len(a["text"].split()) for a in answers["concise"][g]],
             }
         )
+    fluent = fluency(prompts, answers, grid)
     rows = []
     for g, weights in enumerate(grid):
         row: dict[str, Any] = {"weights": weights}
@@ -172,18 +246,45 @@ def score(prompts: dict[str, list], answers: dict[str, list], grid: list[dict], 
             row[metric] = mean_ci(values)
             base = per_prompt[0][metric]
             row[f"{metric}_vs_base"] = mean_ci([v - b for v, b in zip(values, base, strict=True)])
-        row["concise_words"] = statistics.fmean(
-            len(a["text"].split()) for a in answers["concise"][g]
-        )
-        row["concise_finished"] = statistics.fmean(
-            float(a["finished"]) for a in answers["concise"][g]
-        )
+        row.update(fluent[g])
         rows.append(row)
     return rows
 
 
+def everyday_summary(everyday: list[list[dict]]) -> dict[str, Any]:
+    """Per question: how many of the settings' greedy answers differ, their word counts,
+    and whether concise at its largest weight gave the shortest."""
+    settings = [_label(w) for w in everyday_grid()]
+    shortest_setting = settings.index(_label({"harmless": 0.0, "concise": EVERYDAY_WEIGHTS[-1]}))
+    questions = []
+    for q, question in enumerate(EVERYDAY):
+        texts = [everyday[s][q]["text"] for s in range(len(settings))]
+        words = [len(t.split()) for t in texts]
+        shortest = words[shortest_setting] < min(
+            w for s, w in enumerate(words) if s != shortest_setting
+        )
+        questions.append(
+            {
+                "question": question,
+                "distinct": len(set(texts)),
+                "words": dict(zip(settings, words, strict=True)),
+                "concise_max_shortest": shortest,
+                "answers": dict(zip(settings, texts, strict=True)),
+            }
+        )
+    return {
+        "settings": settings,
+        "questions": questions,
+        "all_distinct": sum(q["distinct"] == len(settings) for q in questions),
+        "concise_max_shortest": sum(q["concise_max_shortest"] for q in questions),
+    }
+
+
 def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
     """Held-out pairwise accuracy of each ARM vs the base, and of the judge."""
+    import torch
+
+    from genarm.hardware import bf16_is_fast
     from genarm.training.guided import BASE, load_with_adapter, preference_accuracy
     from genarm.training.preference_data import load_pairs
 
@@ -194,7 +295,9 @@ def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
     for arm, path in data.items():
         pairs = held_out[arm]
         source = models.arms[arm]
-        tokenizer, model = load_with_adapter(source["adapter_base"], source["adapter"])
+        tokenizer, model = load_with_adapter(
+            source["adapter_base"], source["adapter"], bf16=bf16_is_fast(torch.device("cpu"))
+        )
         # Encode as the ARM was trained (prompt and reply cut to the same lengths).
         trained = json.loads(Path(source["adapter"], "training_summary.json").read_text())
         lengths = {
@@ -235,21 +338,26 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['prompts']['harmless']} held-out HH-RLHF dialogues (judge score) and "
         f"{report['prompts']['concise']} held-out instructions (concise reward); "
         f"temperature {report['temperature']}, max_tokens {report['max_tokens']}, "
+        f"engine dtype {report.get('dtype') or 'the demo config'}, "
         "one seed per prompt shared across weights. Means with 95% CIs.",
         "",
-        "Δ: the paired difference from the unguided row (same prompt, same seed).",
+        "Δ: the paired difference from the unguided row (same prompt, same seed). "
+        "ppl: the base model's perplexity of all the setting's answers; finished: the share "
+        "of answers that ended before max_tokens.",
         "",
         "| weights | harmless (judge) | Δ harmless | concise (reward) | Δ concise | words "
-        "| finished |",
-        "|---|---|---|---|---|---|---|",
+        "| ppl | finished |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in report["grid"]:
         lines.append(
             f"| {_label(row['weights'])} | {_fmt(row['harmless_judge'])} | "
             f"{_fmt(row['harmless_judge_vs_base'])} | {_fmt(row['concise_reward'])} | "
-            f"{_fmt(row['concise_reward_vs_base'])} | {row['concise_words']:.1f} | "
-            f"{row['concise_finished']:.0%} |"
+            f"{_fmt(row['concise_reward_vs_base'])} | {row['concise_words']['mean']:.1f} | "
+            f"{row['perplexity']:.2f} | {row['finished']:.0%} |"
         )
+    if report.get("everyday"):
+        lines += _everyday_markdown(report["everyday"], report["everyday_max_tokens"])
     acc = report["accuracy"]
     lines += [
         "",
@@ -269,12 +377,45 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _everyday_markdown(everyday: dict[str, Any], max_tokens: int) -> list[str]:
+    settings = everyday["settings"]
+    lines = [
+        "",
+        f"Everyday questions, greedy, {max_tokens} tokens: words per setting "
+        f"({everyday['all_distinct']} of {len(everyday['questions'])} questions got "
+        f"{len(settings)} distinct answers; concise at its largest weight was the shortest "
+        f"for {everyday['concise_max_shortest']}):",
+        "",
+        "| question | " + " | ".join(settings) + " | distinct |",
+        "|---|" + "---|" * (len(settings) + 1),
+    ]
+    for q in everyday["questions"]:
+        words = " | ".join(str(q["words"][s]) for s in settings)
+        lines.append(f"| {q['question']} | {words} | {q['distinct']} |")
+    return lines
+
+
 def _errors(points: list[dict], metric: str) -> list[list[float]]:
     """matplotlib's [below, above] error bars from each point's 95% CI."""
     return [
         [p[metric]["mean"] - p[metric]["ci_low"] for p in points],
         [p[metric]["ci_high"] - p[metric]["mean"] for p in points],
     ]
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """The settings no other setting beats on both judge score and concise reward."""
+
+    def beaten(r: dict) -> bool:
+        a, b = r["harmless_judge"]["mean"], r["concise_reward"]["mean"]
+        return any(
+            o["harmless_judge"]["mean"] >= a
+            and o["concise_reward"]["mean"] >= b
+            and (o["harmless_judge"]["mean"], o["concise_reward"]["mean"]) != (a, b)
+            for o in rows
+        )
+
+    return sorted((r for r in rows if not beaten(r)), key=lambda r: r["concise_reward"]["mean"])
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -284,44 +425,69 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = report["grid"]
-    base = rows[0]
 
-    def series(arm: str) -> list[dict]:
+    def alone(arm: str) -> list[dict]:
         other = next(a for a in ARMS if a != arm)
-        return [base] + [r for r in rows[1:] if r["weights"][other] == 0.0]
+        pts = [r for r in rows if r["weights"][other] == 0.0]
+        return sorted(pts, key=lambda r: r["weights"][arm])
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
     for ax, metric, title in (
         (axes[0], "harmless_judge", "harmless: judge score"),
-        (axes[1], "concise_reward", "concise: reward (−words, −50 if cut)"),
+        (axes[1], "concise_words", "concise: words per answer"),
     ):
         for arm in ARMS:
-            pts = series(arm)
+            pts = alone(arm)
             xs = [p["weights"][arm] for p in pts]
             ys = [p[metric]["mean"] for p in pts]
-            err = _errors(pts, metric)
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{arm} ARM alone")
+            ax.errorbar(
+                xs, ys, yerr=_errors(pts, metric), marker="o", capsize=3, label=f"{arm} ARM alone"
+            )
         ax.set_xlabel("ARM weight α")
         ax.set_title(title)
         ax.legend()
         ax.grid(alpha=0.3)
     ax = axes[2]
-    mix = [r for r in rows if r["weights"]["harmless"] + r["weights"]["concise"] == MIX_TOTAL]
-    mix.sort(key=lambda r: -r["weights"]["harmless"])
-    for pts, style, name in (
-        (mix, "-o", f"mixes, α_h + α_c = {MIX_TOTAL:g}"),
-        ([base], "ks", "base"),
-    ):
-        xs = [p["concise_reward"]["mean"] for p in pts]
-        ys = [p["harmless_judge"]["mean"] for p in pts]
-        xerr, yerr = _errors(pts, "concise_reward"), _errors(pts, "harmless_judge")
-        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=style, capsize=3, label=name)
-        for p, x, y in zip(pts, xs, ys, strict=True):
-            ax.annotate(f"({p['weights']['harmless']:g}, {p['weights']['concise']:g})", (x, y))
-    ax.set_xlabel("concise reward")
+    mixes = [r for r in rows if all(r["weights"][a] > 0 for a in ARMS)]
+    ax.errorbar(
+        [p["concise_reward"]["mean"] for p in mixes],
+        [p["harmless_judge"]["mean"] for p in mixes],
+        xerr=_errors(mixes, "concise_reward"),
+        yerr=_errors(mixes, "harmless_judge"),
+        fmt="o",
+        color="0.6",
+        capsize=2,
+        label="two-ARM mixes",
+    )
+    for arm in ARMS:
+        pts = alone(arm)
+        ax.errorbar(
+            [p["concise_reward"]["mean"] for p in pts],
+            [p["harmless_judge"]["mean"] for p in pts],
+            xerr=_errors(pts, "concise_reward"),
+            yerr=_errors(pts, "harmless_judge"),
+            fmt="-o",
+            capsize=3,
+            label=f"{arm} alone",
+        )
+    front = pareto_front(rows)
+    ax.plot(
+        [p["concise_reward"]["mean"] for p in front],
+        [p["harmless_judge"]["mean"] for p in front],
+        "k--",
+        label="front (not beaten on both)",
+    )
+    for p in rows:
+        w = p["weights"]
+        ax.annotate(
+            f"({w['harmless']:g},{w['concise']:g})",
+            (p["concise_reward"]["mean"], p["harmless_judge"]["mean"]),
+            fontsize=7,
+        )
+    ax.set_xlabel("concise reward (−words, −50 if cut off)")
     ax.set_ylabel("harmless judge score")
     ax.set_title("trade-off (α_harmless, α_concise)")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -342,7 +508,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=CONCISE_HELD_OUT,
         help="concise.jsonl of `genarm make-preferences --split held-out`",
     )
-    p.add_argument("--num-prompts", type=int, default=48, help="prompts per objective")
+    p.add_argument("--num-prompts", type=int, default=64, help="prompts per objective")
+    p.add_argument(
+        "--weights",
+        default=",".join(f"{w:g}" for w in WEIGHTS),
+        help="each ARM's weights; the grid is every (harmless, concise) pair of them",
+    )
+    p.add_argument("--everyday-max-tokens", type=int, default=48)
+    p.add_argument(
+        "--dtype",
+        choices=("bfloat16", "float32"),
+        help="engine dtype (default: the demo config's; float32 is ~2.8x faster on a CPU "
+        "without bf16 instructions)",
+    )
     p.add_argument("--max-pairs", type=int, default=None, help="cap on held-out pairs")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--temperature", type=float, default=0.7)
@@ -369,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_answers:
         saved = json.loads(Path(args.from_answers).expanduser().read_text())
         prompts, grid, answers = saved["prompts"], saved["grid"], saved["answers"]
+        everyday = saved.get("everyday")
         for key, value in saved.get("settings", {}).items():
             setattr(args, key, value)
     else:
@@ -376,9 +555,9 @@ def main(argv: list[str] | None = None) -> int:
             "harmless": hh_prompts(args.hh_held_out, args.num_prompts, args.seed),
             "concise": instruction_prompts(args.num_prompts),
         }
-        grid = weight_grid()
-        answers = generate(prompts, grid, args)
-    judge = Judge.load(args.judge)
+        grid = weight_grid(tuple(float(w) for w in args.weights.split(",")))
+        answers, everyday = generate(prompts, grid, args)
+    judge = Judge.load(args.judge, bf16=False if args.dtype == "float32" else None)
     report = {
         "created": dt.datetime.now().isoformat(timespec="seconds"),
         "command": "python -m benchmarks.quality "
@@ -387,8 +566,11 @@ def main(argv: list[str] | None = None) -> int:
         "prompts": {o: len(items) for o, items in prompts.items()},
         "temperature": args.temperature,
         "max_tokens": args.max_tokens,
+        "dtype": args.dtype,
         "judge": str(args.judge),
         "grid": score(prompts, answers, grid, judge),
+        "everyday_max_tokens": args.everyday_max_tokens,
+        "everyday": everyday_summary(everyday) if everyday else None,
         "accuracy": preference_accuracies(args, judge),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -403,7 +585,13 @@ def main(argv: list[str] | None = None) -> int:
                 "prompts": prompts,
                 "grid": grid,
                 "answers": answers,
-                "settings": {"temperature": args.temperature, "max_tokens": args.max_tokens},
+                "everyday": everyday,
+                "settings": {
+                    "temperature": args.temperature,
+                    "max_tokens": args.max_tokens,
+                    "dtype": args.dtype,
+                    "everyday_max_tokens": args.everyday_max_tokens,
+                },
             }
         )
     )

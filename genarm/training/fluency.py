@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from contextlib import nullcontext
 
 import torch
 
@@ -19,13 +20,32 @@ from genarm.training.preference_data import Messages
 from genarm.training.train_arm import sequence_logps
 
 
+def _adapters_off(model):
+    return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
+
+
 @torch.no_grad()
-def base_nll(model, tokenizer, messages: Messages, reply: list[int]) -> float:
-    """Σ -log p_base(reply tokens | prompt), with every adapter of ``model`` off."""
-    prompt = prompt_ids(tokenizer, messages)
+def base_nlls(
+    model, tokenizer, items: list[tuple[Messages, list[int]]], batch_size: int = 8
+) -> list[float]:
+    """Σ -log p_base(reply tokens | prompt) per (messages, reply ids) item, with every
+    adapter of ``model`` off (a plain causal LM is the base itself)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with model.disable_adapter():
-        return -float(sequence_logps(model, [(prompt + reply, len(prompt))], pad_id)[0])
+    sequences = []
+    for messages, reply in items:
+        prompt = prompt_ids(tokenizer, messages)
+        sequences.append((prompt + reply, len(prompt)))
+    nlls: list[float] = []
+    with _adapters_off(model):
+        for start in range(0, len(sequences), batch_size):
+            batch = sequences[start : start + batch_size]
+            nlls += (-sequence_logps(model, batch, pad_id)).tolist()
+    return nlls
+
+
+def base_nll(model, tokenizer, messages: Messages, reply: list[int]) -> float:
+    """Σ -log p_base(reply tokens | prompt) of one reply (see ``base_nlls``)."""
+    return base_nlls(model, tokenizer, [(messages, reply)])[0]
 
 
 def fluency_report(

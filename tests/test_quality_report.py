@@ -1,0 +1,81 @@
+"""benchmarks/quality.py's grid, summaries and report on synthetic scores
+(the benchmark itself needs the demo's models and runs for hours)."""
+
+from __future__ import annotations
+
+import random
+
+from benchmarks import quality
+
+
+def _stat(mean: float) -> dict:
+    return {"mean": mean, "ci_low": mean - 0.1, "ci_high": mean + 0.1, "n": 4}
+
+
+def test_grid_has_every_pair_with_unguided_then_each_arm_alone_first():
+    grid = quality.weight_grid((0.0, 1.0, 3.0))
+    assert len(grid) == 9 and len({tuple(w.values()) for w in grid}) == 9
+    assert grid[0] == {"harmless": 0.0, "concise": 0.0}
+    assert [w["harmless"] for w in grid[1:3]] == [1.0, 3.0] and grid[1]["concise"] == 0
+    assert [w["concise"] for w in grid[3:5]] == [1.0, 3.0] and grid[3]["harmless"] == 0
+    assert all(w["harmless"] > 0 and w["concise"] > 0 for w in grid[5:])
+    assert len(quality.weight_grid()) == 25  # 5 x 5 by default
+
+
+def test_pareto_front_keeps_only_settings_not_beaten_on_both():
+    rows = [
+        {"harmless_judge": _stat(h), "concise_reward": _stat(c), "name": n}
+        for h, c, n in ((1, -100, "a"), (2, -120, "b"), (0.5, -90, "c"), (0.8, -110, "d"))
+    ]
+    assert [r["name"] for r in quality.pareto_front(rows)] == ["b", "a", "c"]
+
+
+def test_everyday_summary_counts_distinct_answers_and_the_shortest():
+    grid = quality.everyday_grid()
+    assert len(grid) == 5
+    answers = []
+    for s, weights in enumerate(grid):
+        short = weights["concise"] == 3.0
+        answers.append(
+            [{"text": "w " * (3 if short else 10 + s) + str(s)} for _ in quality.EVERYDAY]
+        )
+    summary = quality.everyday_summary(answers)
+    assert summary["all_distinct"] == len(quality.EVERYDAY)
+    assert summary["concise_max_shortest"] == len(quality.EVERYDAY)
+    same = [[{"text": "same"} for _ in quality.EVERYDAY] for _ in grid]
+    summary = quality.everyday_summary(same)
+    assert summary["all_distinct"] == 0 and summary["concise_max_shortest"] == 0
+
+
+def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
+    rng = random.Random(0)
+    rows = []
+    for weights in quality.weight_grid():
+        row = {"weights": weights, "perplexity": 3.0 + rng.random(), "finished": rng.random()}
+        for metric in ("harmless_judge", "concise_reward", "concise_words"):
+            row[metric] = _stat(rng.uniform(-5, 5))
+            row[f"{metric}_vs_base"] = _stat(rng.uniform(-1, 1))
+        rows.append(row)
+    everyday = quality.everyday_summary(
+        [[{"text": f"answer {s}"} for _ in quality.EVERYDAY] for s in range(5)]
+    )
+    accuracy = {
+        arm: {"pairs": 10, "max_length": 192, "max_response": 64, "base": 0.5, "arm": 0.7}
+        for arm in quality.ARMS
+    }
+    report = {
+        "created": "now",
+        "command": "python -m benchmarks.quality",
+        "prompts": {"harmless": 4, "concise": 4},
+        "temperature": 0.7,
+        "max_tokens": 128,
+        "dtype": "float32",
+        "grid": rows,
+        "everyday": everyday,
+        "everyday_max_tokens": 48,
+        "accuracy": {**accuracy, "judge": {"pairs": 10, "accuracy": 0.6}},
+    }
+    text = quality.markdown(report)
+    assert text.count("\n| harmless=") == 25 and "Everyday questions" in text
+    quality.plot(report, tmp_path / "q.png")
+    assert (tmp_path / "q.png").stat().st_size > 10_000
