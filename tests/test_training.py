@@ -163,6 +163,9 @@ def test_ranked_pairs_take_widest_gaps_first_with_each_sample_once():
     assert got == [("a", "d"), ("c", "b")]  # "e" is left without a partner
     assert len(ranked_pairs("q", texts, scores, max_pairs=3, min_gap=3.5)) == 1
     assert ranked_pairs("q", ["x", "x"], [1.0, 0.0]) == []  # identical texts teach nothing
+    finished = [False, True, True, True, True]  # "a" was cut off: it is never chosen
+    got = ranked_pairs("q", texts, scores, max_pairs=3, eligible=finished)
+    assert [(p.chosen, p.rejected) for p in got] == [("c", "d"), ("e", "b")]
 
 
 def test_hierarchical_rule_keeps_only_pairs_the_holistic_judge_does_not_mind():

@@ -37,20 +37,24 @@ def ranked_pairs(
     min_gap: float = 0.0,
     holistic: list[float] | None = None,
     margin: float = math.inf,
+    eligible: list[bool] | None = None,
 ) -> list[PreferencePair]:
     """Up to ``max_pairs`` (chosen, rejected) pairs of ``prompt``'s samples.
 
     Candidates are the sample pairs whose aspect ``scores`` differ by more than
     ``min_gap``, taken widest gap first, each sample in at most one pair (so
     one pair is the best vs the worst). With ``holistic`` scores, a candidate
-    is dropped where holistic[rejected] - holistic[chosen] > ``margin``.
+    is dropped where holistic[rejected] - holistic[chosen] > ``margin``; with
+    ``eligible``, only samples marked True may be chosen.
     """
     candidates = sorted(
         (
             (scores[i] - scores[j], i, j)
             for i in range(len(texts))
             for j in range(len(texts))
-            if scores[i] - scores[j] > min_gap and texts[i] != texts[j]
+            if scores[i] - scores[j] > min_gap
+            and texts[i] != texts[j]
+            and (eligible is None or eligible[i])
         ),
         key=lambda c: (-c[0], c[1], c[2]),
     )
@@ -157,6 +161,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the rejected reply by more than --holistic-margin (ALaRM's hierarchical rule)",
     )
     pairing.add_argument("--holistic-margin", type=float, default=0.5)
+    pairing.add_argument(
+        "--chosen-must-finish",
+        action="store_true",
+        help="never choose a reply that was cut off by --max-tokens",
+    )
 
 
 def _samples(args: argparse.Namespace, out: Path) -> tuple[list[str], list[list]]:
@@ -197,10 +206,13 @@ def run(args: argparse.Namespace) -> int:
         pairs, unfiltered = [], 0
         for index, (prompt, group) in enumerate(zip(prompts, samples, strict=True)):
             scores = [reward(text, done) for text, done in group]
+            finished = [done for _, done in group] if args.chosen_must_finish else None
             ranked = (texts[index], scores, args.pairs_per_prompt, args.min_reward_gap)
-            unfiltered += len(ranked_pairs(prompt, *ranked))
+            unfiltered += len(ranked_pairs(prompt, *ranked, eligible=finished))
             kept = holistic[index] if holistic else None
-            pairs += ranked_pairs(prompt, *ranked, holistic=kept, margin=args.holistic_margin)
+            pairs += ranked_pairs(
+                prompt, *ranked, holistic=kept, margin=args.holistic_margin, eligible=finished
+            )
         count = write_pairs(out / f"{name}.jsonl", pairs)
         rule = f", {unfiltered - count} dropped by the holistic rule" if holistic else ""
         print(f"{name}: {count} pairs from {len(prompts)} prompts{rule} -> {out / name}.jsonl")
