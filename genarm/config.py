@@ -75,6 +75,18 @@ class EngineConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
     max_model_len: int = Field(default=4096, ge=16)
     tensor_parallel_size: int = Field(default=1, ge=1)
+    pipeline_parallel_size: int = Field(
+        default=1, ge=1, description="Plain vLLM only: the composite model refuses it."
+    )
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
+        default=None,
+        description="vLLM's executor for more than one device: 'mp' (processes, one host or "
+        "several with nnodes) or 'ray' (an existing Ray cluster); null: vLLM chooses.",
+    )
+    nnodes: int = Field(default=1, ge=1, description="Hosts of an 'mp' multi-node engine.")
+    node_rank: int = Field(default=0, ge=0, description="This host's rank among nnodes.")
+    master_addr: str = Field(default="127.0.0.1", description="Rank 0's address (nnodes > 1).")
+    master_port: int = Field(default=29501, ge=1, le=65535)
     max_num_seqs: int = Field(default=64, ge=1)
     max_num_batched_tokens: int | None = Field(default=None, ge=16)
     # Compiled by default (up to 1.8x eager's decode speed on CPU, README); the first
@@ -89,6 +101,12 @@ class EngineConfig(_Strict):
     cache_dir: str = Field(
         default="~/.cache/genarm", description="Where merged LoRA ARMs and prepared models go."
     )
+
+    @model_validator(mode="after")
+    def _nodes(self) -> EngineConfig:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"need node_rank < nnodes, got {self.node_rank} >= {self.nnodes}")
+        return self
 
 
 class ServerConfig(_Strict):
@@ -113,6 +131,19 @@ class DeploymentConfig(_Strict):
     arms: list[ArmConfig] = Field(default_factory=list)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @model_validator(mode="after")
+    def _no_pipeline_stages_with_arms(self) -> DeploymentConfig:
+        if self.arms and self.engine.pipeline_parallel_size > 1:
+            raise ValueError(
+                "engine.pipeline_parallel_size > 1 is not supported with ARMs: the composite "
+                "model runs the base and every ARM in one forward and hands the sampler their "
+                "concatenated hidden states, while vLLM's pipeline stages split one decoder's "
+                "layers and pass a single hidden state between hosts. Shard with "
+                "tensor_parallel_size instead (distributed_executor_backend 'mp' with nnodes "
+                "for several hosts, or 'ray')"
+            )
+        return self
 
     @field_validator("arms")
     @classmethod

@@ -104,6 +104,27 @@ def test_engine_and_server_ranges():
     assert_rejected(minimal(server={"port": 70000}), "server.port")
 
 
+def test_distributed_settings_and_the_pipeline_refusal():
+    cfg = parse_config(
+        minimal(
+            engine={
+                "tensor_parallel_size": 4,
+                "distributed_executor_backend": "mp",
+                "nnodes": 2,
+                "node_rank": 1,
+                "master_addr": "10.0.0.1",
+            }
+        )
+    )
+    assert (cfg.engine.nnodes, cfg.engine.node_rank, cfg.engine.master_port) == (2, 1, 29501)
+    assert_rejected(minimal(engine={"distributed_executor_backend": "slurm"}), "engine")
+    assert_rejected(minimal(engine={"nnodes": 2, "node_rank": 2}), "node_rank < nnodes")
+    # Plain vLLM may use pipeline stages; the composite refuses them, saying why.
+    assert parse_config(minimal(engine={"pipeline_parallel_size": 2})).engine
+    with pytest.raises(ConfigError, match="pipeline_parallel_size > 1 is not supported with ARMs"):
+        parse_config(minimal(arms=[arm()], engine={"pipeline_parallel_size": 2}))
+
+
 def test_wrong_types_name_the_key():
     assert_rejected(minimal(engine={"max_model_len": "long"}), "engine.max_model_len")
     assert_rejected(minimal(server={"api_keys": "secret"}), "server.api_keys")
