@@ -35,6 +35,7 @@ from genarm.reward_weights import (
 )
 from genarm.server.errors import APIError
 from genarm.server.metrics import ServerMetrics
+from genarm.server.token_bytes import TokenBytes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +50,7 @@ class EngineHandle:
         self.created = int(time.time())
         self.llm = None  # vLLM's AsyncLLM, once loaded
         self.tokenizer = None
+        self.token_bytes: TokenBytes | None = None  # logprob entries' bytes and names
         self.max_token_chars = 1
         self.vocab_size = 0  # the tokenizer's, counted once (len() of an HF tokenizer is slow)
         self.load_error: str | None = None
@@ -123,6 +125,7 @@ class EngineHandle:
                 "(or chat_template in tokenizer_config.json)"
             )
         self.tokenizer = tokenizer
+        self.token_bytes = TokenBytes(tokenizer)
         self.vocab_size = len(tokenizer)
         self.max_token_chars = longest_token_chars(tokenizer)
         start_phases.record("engine processes", f"base + {len(self.specs)} ARMs")

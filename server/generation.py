@@ -217,11 +217,12 @@ def _token_logprobs(engine: EngineHandle, token_ids, logprobs, top: int) -> list
 
 
 def _top(engine: EngineHandle, token_id: int, logprob) -> TopLogprob:
-    text = logprob.decoded_token
-    if text is None:
-        text = engine.tokenizer.decode([token_id])
+    # The raw bytes, not the text's: a token that is part of a character has text
+    # "" or U+FFFD, and OpenAI's `bytes` exists to carry what it really is.
     return TopLogprob(
-        token=text, logprob=finite_or_floor(logprob.logprob), bytes=list(text.encode())
+        token=engine.token_bytes.name(token_id, logprob.decoded_token),
+        logprob=finite_or_floor(logprob.logprob),
+        bytes=list(engine.token_bytes.raw(token_id)),
     )
 
 
@@ -237,9 +238,12 @@ def _text_logprobs(engine, job: Job, token_ids, logprobs, offset: int) -> TextLo
         return None
     entries = _token_logprobs(engine, token_ids, logprobs, job.num_logprobs)
     offsets = []
-    for entry in entries:
+    for token_id, position in zip(token_ids, logprobs, strict=False):
         offsets.append(offset)
-        offset += len(entry.token)
+        # The text this token added: a token inside a character adds none (vLLM's
+        # decoded text is "" there), the one completing it the whole character.
+        decoded = position[token_id].decoded_token
+        offset += len(decoded if decoded is not None else engine.tokenizer.decode([token_id]))
     return TextLogprobs(
         tokens=[e.token for e in entries],
         token_logprobs=[e.logprob for e in entries],

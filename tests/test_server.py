@@ -278,6 +278,37 @@ def test_sampled_logprobs_are_the_guided_distribution(
     assert checked >= 1
 
 
+def test_logprob_bytes_are_the_tokens_raw_bytes(sdk, model_id, tokenizer):
+    """A quarter of the tiny vocabulary is single bytes, so a hot sample's top-20 lists
+    are full of partial characters. Each entry carries its token's raw bytes (not []
+    or the encoding of U+FFFD) and a non-empty name: vLLM's decoded text, or for a
+    token that is part of a character, the tokenizer's decoding of the id (U+FFFD),
+    as vLLM names top alternatives. The chosen tokens' bytes joined are the text."""
+    from genarm.server.token_bytes import TokenBytes
+
+    table = TokenBytes(tokenizer)
+    vocabulary = {table.raw(token_id) for token_id in range(len(tokenizer))}
+    response = chat(
+        sdk, model_id, {"arm_a": 1.0}, max_tokens=24, temperature=1.5, seed=3, logprobs=True,
+        top_logprobs=20,
+    )  # fmt: skip
+    content = response.choices[0].logprobs.content
+    partial = 0
+    for entry in [e for c in content for e in (c, *c.top_logprobs)]:
+        raw = bytes(entry.bytes)
+        assert entry.token and raw in vocabulary, entry
+        try:
+            raw.decode()
+        except UnicodeDecodeError:
+            partial += 1
+        if entry.token == "\ufffd":
+            with pytest.raises(UnicodeDecodeError):
+                raw.decode()
+    assert partial > 0
+    joined = b"".join(bytes(c.bytes) for c in content).decode("utf-8", errors="replace")
+    assert joined == response.choices[0].message.content
+
+
 def test_logprobs_of_excluded_tokens_are_valid_json(server):
     """top_k / a tiny top_p leave most tokens at -inf: reported as OpenAI and vLLM do
     (-9999.0), in a response and in a stream, never as a bare -Infinity or a 500."""
