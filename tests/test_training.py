@@ -44,6 +44,11 @@ def test_encode_masks_the_prompt_and_ends_the_reply(tiny_models):
     assert tok.decode(ids[prompt_len:-1]) == "a short reply"
     long_ids, long_prompt = encode(tok, messages, "word " * 100, max_length=64, max_response=16)
     assert len(long_ids) - long_prompt == 16
+    # A reply cut off by a token limit never stopped: no end-of-turn token is scored.
+    cut, cut_prompt = encode(tok, messages, "a short reply", 64, 16, finished=False)
+    assert cut[cut_prompt:] == ids[prompt_len:-1] and cut[-1] != tok.eos_token_id
+    cut_long, cut_long_prompt = encode(tok, messages, "word " * 100, 64, 16, finished=False)
+    assert len(cut_long) - cut_long_prompt == 16 and cut_long[-1] != tok.eos_token_id
 
 
 def test_sequence_logps_sums_reply_tokens_only(tiny_models):
@@ -129,6 +134,31 @@ def test_split_keeps_each_dialogue_in_one_part(tmp_path):
     )
     write_pairs(tmp_path / "x.jsonl", parts["b"])
     assert load_pairs(tmp_path / "x.jsonl") == parts["b"]
+
+
+def test_finished_flags_round_trip_and_plain_files_keep_three_keys(tmp_path):
+    pairs = [PreferencePair("q", "a", "b"), PreferencePair("q", "a", "b c", True, False)]
+    write_pairs(tmp_path / "p.jsonl", pairs)
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert set(rows[0]) == {"prompt", "chosen", "rejected"}
+    assert rows[1]["rejected_finished"] is False and "chosen_finished" not in rows[1]
+    assert load_pairs(tmp_path / "p.jsonl") == pairs
+
+
+def test_length_matched_pairs_compare_equal_lengths(tiny_models):
+    from transformers import AutoTokenizer
+
+    from genarm.training.make_preferences import length_matched
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["base"])
+    pair = PreferencePair("q", "a short answer", "a much longer answer " * 10)
+    matched = length_matched(pair, tok)
+    chosen = tok(pair.chosen, add_special_tokens=False)["input_ids"]
+    rejected = tok(matched.rejected, add_special_tokens=False)["input_ids"]
+    assert len(rejected) == len(chosen) + 1 and pair.rejected.startswith(matched.rejected)
+    assert matched.chosen == pair.chosen and matched.rejected_finished is False
+    unchanged = PreferencePair("q", "a short answer", "no")
+    assert length_matched(unchanged, tok) == unchanged
 
 
 def test_bad_jsonl_names_the_line(tmp_path):
@@ -422,7 +452,10 @@ def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_model
         want = judge.score_many([(row["prompt"], t) for t in texts])
         assert row["scores"] == pytest.approx(want, abs=1e-5)
         scores = [concise(t, d) for t, d in groups[row["prompt"]]]
-        expected = ranked_pairs(row["prompt"], texts, scores, 2, holistic=want, margin=0.5)
+        done = [d for _, d in groups[row["prompt"]]]
+        expected = ranked_pairs(
+            row["prompt"], texts, scores, 2, holistic=want, margin=0.5, finished=done
+        )
         assert [p for p in pairs if p.prompt == row["prompt"]] == expected
     assert pairs
     by_prompt = {r["prompt"]: r["scores"] for r in rows}

@@ -103,8 +103,11 @@ def preference_accuracy(
     with _component(model, component).active():
         for pair in pairs:
             batch = [
-                encode(tokenizer, pair.messages(), reply, max_length, max_response)
-                for reply in (pair.chosen, pair.rejected)
+                encode(tokenizer, pair.messages(), reply, max_length, max_response, done)
+                for reply, done in (
+                    (pair.chosen, pair.chosen_finished),
+                    (pair.rejected, pair.rejected_finished),
+                )
             ]
             chosen, rejected = sequence_logps(model, batch, pad_id).tolist()
             wins += chosen > rejected

@@ -38,6 +38,7 @@ def ranked_pairs(
     holistic: list[float] | None = None,
     margin: float = math.inf,
     eligible: list[bool] | None = None,
+    finished: list[bool] | None = None,
 ) -> list[PreferencePair]:
     """Up to ``max_pairs`` (chosen, rejected) pairs of ``prompt``'s samples.
 
@@ -45,7 +46,8 @@ def ranked_pairs(
     ``min_gap``, taken widest gap first, each sample in at most one pair (so
     one pair is the best vs the worst). With ``holistic`` scores, a candidate
     is dropped where holistic[rejected] - holistic[chosen] > ``margin``; with
-    ``eligible``, only samples marked True may be chosen.
+    ``eligible``, only samples marked True may be chosen. ``finished`` marks
+    the replies that ended (default: all), carried into the pairs.
     """
     candidates = sorted(
         (
@@ -68,8 +70,26 @@ def ranked_pairs(
         if holistic is not None and holistic[j] - holistic[i] > margin:
             continue
         used.update((i, j))
-        pairs.append(PreferencePair(prompt, texts[i], texts[j]))
+        done = finished or [True] * len(texts)
+        pairs.append(PreferencePair(prompt, texts[i], texts[j], done[i], done[j]))
     return pairs
+
+
+def length_matched(pair: PreferencePair, tokenizer) -> PreferencePair:
+    """The pair with the rejected reply cut to the chosen one's token count plus one.
+
+    GenARM's loss compares Σ log π over each reply, and every extra token only
+    lowers that sum: a shorter chosen reply is preferred by any model, so a
+    concise-vs-long pair teaches an ARM next to nothing. Cut to the same length
+    (the rejected reply marked unfinished), the pair compares what the replies
+    say in that many tokens and the decision to stop there.
+    """
+    chosen = tokenizer(pair.chosen, add_special_tokens=False)["input_ids"]
+    rejected = tokenizer(pair.rejected, add_special_tokens=False)["input_ids"]
+    if len(rejected) <= len(chosen) + 1:
+        return pair
+    cut = tokenizer.decode(rejected[: len(chosen) + 1])
+    return PreferencePair(pair.prompt, pair.chosen, cut, pair.chosen_finished, False)
 
 
 def holistic_scores(judge_path: str, base: str, groups: list[tuple[str, list[str]]]):
@@ -162,6 +182,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     pairing.add_argument("--holistic-margin", type=float, default=0.5)
     pairing.add_argument(
+        "--length-matched",
+        action="store_true",
+        help="cut each rejected reply to the chosen one's token count + 1 (marked unfinished): "
+        "for length rewards, whose pairs a sum of log-probabilities already orders",
+    )
+    pairing.add_argument(
         "--chosen-must-finish",
         action="store_true",
         help="never choose a reply that was cut off by --max-tokens",
@@ -206,13 +232,24 @@ def run(args: argparse.Namespace) -> int:
         pairs, unfiltered = [], 0
         for index, (prompt, group) in enumerate(zip(prompts, samples, strict=True)):
             scores = [reward(text, done) for text, done in group]
-            finished = [done for _, done in group] if args.chosen_must_finish else None
+            done = [d for _, d in group]
+            eligible = done if args.chosen_must_finish else None
             ranked = (texts[index], scores, args.pairs_per_prompt, args.min_reward_gap)
-            unfiltered += len(ranked_pairs(prompt, *ranked, eligible=finished))
+            unfiltered += len(ranked_pairs(prompt, *ranked, eligible=eligible))
             kept = holistic[index] if holistic else None
             pairs += ranked_pairs(
-                prompt, *ranked, holistic=kept, margin=args.holistic_margin, eligible=finished
+                prompt,
+                *ranked,
+                holistic=kept,
+                margin=args.holistic_margin,
+                eligible=eligible,
+                finished=done,
             )
+        if args.length_matched:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(args.base)
+            pairs = [length_matched(p, tokenizer) for p in pairs]
         count = write_pairs(out / f"{name}.jsonl", pairs)
         rule = f", {unfiltered - count} dropped by the holistic rule" if holistic else ""
         print(f"{name}: {count} pairs from {len(prompts)} prompts{rule} -> {out / name}.jsonl")

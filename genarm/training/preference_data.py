@@ -1,7 +1,10 @@
 """Preference pairs as JSONL: {"prompt", "chosen", "rejected"} per line.
 
 ``prompt`` is a string or a list of chat messages ({"role", "content"});
-``chosen`` and ``rejected`` are the assistant's replies to it. Also here: the
+``chosen`` and ``rejected`` are the assistant's replies to it; optional
+``chosen_finished`` / ``rejected_finished`` (default true) say whether a reply
+ended (a reply cut off by a token limit did not: no end-of-turn token is
+scored after it). Also here: the
 conversion of Anthropic's HH-RLHF dialogues to that format, and
 `genarm prepare-hh-rlhf`, which splits them by dialogue with a fixed seed.
 """
@@ -25,6 +28,8 @@ class PreferencePair:
     prompt: str | Messages
     chosen: str
     rejected: str
+    chosen_finished: bool = True
+    rejected_finished: bool = True
 
     def messages(self) -> Messages:
         if isinstance(self.prompt, str):
@@ -45,7 +50,15 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
                 continue
             try:
                 row = json.loads(line)
-                pairs.append(PreferencePair(row["prompt"], row["chosen"], row["rejected"]))
+                pairs.append(
+                    PreferencePair(
+                        row["prompt"],
+                        row["chosen"],
+                        row["rejected"],
+                        bool(row.get("chosen_finished", True)),
+                        bool(row.get("rejected_finished", True)),
+                    )
+                )
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise ValueError(f"{path}:{number}: not a preference pair ({err})") from None
     return pairs
@@ -57,7 +70,11 @@ def write_pairs(path: str | Path, pairs: Iterable[PreferencePair]) -> int:
     count = 0
     with open(path, "w") as f:
         for pair in pairs:
-            f.write(json.dumps(asdict(pair)) + "\n")
+            row = asdict(pair)
+            for flag in ("chosen_finished", "rejected_finished"):
+                if row[flag]:
+                    del row[flag]  # the default: files stay in the plain three-key format
+            f.write(json.dumps(row) + "\n")
             count += 1
     return count
 

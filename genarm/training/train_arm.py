@@ -82,16 +82,23 @@ def genarm_loss(
     return -F.logsigmoid(beta * (chosen_logps - rejected_logps)).mean()
 
 
-def encode(tokenizer, messages, response: str, max_length: int, max_response: int):
+def encode(
+    tokenizer, messages, response: str, max_length: int, max_response: int, finished: bool = True
+):
     """(input ids, number of prompt tokens): prompt via the chat template, then the reply.
 
-    The reply ends with the end-of-turn token so that the ARM also scores stopping.
-    Long prompts lose their oldest tokens; long replies are cut at max_response.
+    A finished reply ends with the end-of-turn token, so that the ARM also scores
+    stopping; an unfinished one (cut off by a token limit) does not: it never
+    stopped there. Long prompts lose their oldest tokens; long replies are cut
+    at max_response.
     """
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    reply_ids = tokenizer(response, add_special_tokens=False)["input_ids"][: max_response - 1]
-    reply_ids = reply_ids + [tokenizer.eos_token_id]
+    reply_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    if finished:
+        reply_ids = reply_ids[: max_response - 1] + [tokenizer.eos_token_id]
+    else:
+        reply_ids = reply_ids[:max_response]
     keep = max(8, max_length - len(reply_ids))
     prompt_ids = prompt_ids[-keep:]
     return prompt_ids + reply_ids, len(prompt_ids)
@@ -172,10 +179,11 @@ def _split(cfg: TrainConfig) -> tuple[list[PreferencePair], list[PreferencePair]
 
 
 def _encode_pairs(tokenizer, pairs: list[PreferencePair], cfg: TrainConfig) -> list[EncodedPair]:
+    lengths = (cfg.max_length, cfg.max_response_length)
     return [
         (
-            encode(tokenizer, p.messages(), p.chosen, cfg.max_length, cfg.max_response_length),
-            encode(tokenizer, p.messages(), p.rejected, cfg.max_length, cfg.max_response_length),
+            encode(tokenizer, p.messages(), p.chosen, *lengths, finished=p.chosen_finished),
+            encode(tokenizer, p.messages(), p.rejected, *lengths, finished=p.rejected_finished),
         )
         for p in pairs
     ]
