@@ -176,10 +176,7 @@ def generate(
 
 def judge_scores(judge, prompts: list, answers: list[dict], batch: int = 16) -> list[float]:
     items = [(p, a["text"]) for p, a in zip(prompts, answers, strict=True)]
-    scores: list[float] = []
-    for start in range(0, len(items), batch):
-        scores += judge.score_many(items[start : start + batch])
-    return scores
+    return judge.score_many(items, batch_size=batch)
 
 
 def fluency(prompts: dict[str, list], answers: dict[str, list], grid: list[dict]) -> list[dict]:
@@ -448,28 +445,20 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     ax = axes[2]
-    mixes = [r for r in rows if all(r["weights"][a] > 0 for a in ARMS)]
-    ax.errorbar(
-        [p["concise_reward"]["mean"] for p in mixes],
-        [p["harmless_judge"]["mean"] for p in mixes],
-        xerr=_errors(mixes, "concise_reward"),
-        yerr=_errors(mixes, "harmless_judge"),
-        fmt="o",
-        color="0.6",
-        capsize=2,
-        label="two-ARM mixes",
-    )
-    for arm in ARMS:
-        pts = alone(arm)
+
+    def trade_off(points: list[dict], **style) -> None:
         ax.errorbar(
-            [p["concise_reward"]["mean"] for p in pts],
-            [p["harmless_judge"]["mean"] for p in pts],
-            xerr=_errors(pts, "concise_reward"),
-            yerr=_errors(pts, "harmless_judge"),
-            fmt="-o",
-            capsize=3,
-            label=f"{arm} alone",
+            [p["concise_reward"]["mean"] for p in points],
+            [p["harmless_judge"]["mean"] for p in points],
+            xerr=_errors(points, "concise_reward"),
+            yerr=_errors(points, "harmless_judge"),
+            **style,
         )
+
+    mixes = [r for r in rows if all(r["weights"][a] > 0 for a in ARMS)]
+    trade_off(mixes, fmt="o", color="0.6", capsize=2, label="two-ARM mixes")
+    for arm in ARMS:
+        trade_off(alone(arm), fmt="-o", capsize=3, label=f"{arm} alone")
     front = pareto_front(rows)
     ax.plot(
         [p["concise_reward"]["mean"] for p in front],

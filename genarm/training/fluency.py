@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from contextlib import nullcontext
 
 import torch
 
+from genarm.reference import Adapter
 from genarm.training.guided import guided_generate_ids, prompt_ids
 from genarm.training.preference_data import Messages
 from genarm.training.train_arm import sequence_logps
-
-
-def _adapters_off(model):
-    return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
 
 
 @torch.no_grad()
@@ -36,7 +32,7 @@ def base_nlls(
         prompt = prompt_ids(tokenizer, messages)
         sequences.append((prompt + reply, len(prompt)))
     nlls: list[float] = []
-    with _adapters_off(model):
+    with Adapter(model, None).active():
         for start in range(0, len(sequences), batch_size):
             batch = sequences[start : start + batch_size]
             nlls += (-sequence_logps(model, batch, pad_id)).tolist()

@@ -116,15 +116,28 @@ class Judge:
         return cls(tokenizer, model, cfg)
 
     @torch.no_grad()
-    def score_many(self, items: list[tuple[str | Messages, str]]) -> list[float]:
+    def score_many(
+        self,
+        items: list[tuple[str | Messages, str]],
+        batch_size: int = 16,
+        desc: str | None = None,
+    ) -> list[float]:
+        """Scores of (prompt, response) items, ``batch_size`` at a time (a progress
+        bar named ``desc`` when given)."""
+        from tqdm import tqdm
+
         cfg = self.cfg
         seqs = [
             encode(self.tokenizer, _messages(p), r, cfg.max_length, cfg.max_response_length)[0]
             for p, r in items
         ]
-        ids, mask = _batch(seqs, self.tokenizer.pad_token_id or 0)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            return self.model(ids, mask).float().tolist()
+        scores: list[float] = []
+        starts = range(0, len(seqs), batch_size)
+        for start in tqdm(starts, desc=desc, disable=desc is None):
+            ids, mask = _batch(seqs[start : start + batch_size], self.tokenizer.pad_token_id or 0)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                scores += self.model(ids, mask).float().tolist()
+        return scores
 
     def score(self, prompt: str | Messages, response: str) -> float:
         return self.score_many([(prompt, response)])[0]

@@ -60,6 +60,7 @@ def ranked_pairs(
         ),
         key=lambda c: (-c[0], c[1], c[2]),
     )
+    done = finished or [True] * len(texts)
     used: set[int] = set()
     pairs = []
     for _, i, j in candidates:
@@ -70,7 +71,6 @@ def ranked_pairs(
         if holistic is not None and holistic[j] - holistic[i] > margin:
             continue
         used.update((i, j))
-        done = finished or [True] * len(texts)
         pairs.append(PreferencePair(prompt, texts[i], texts[j], done[i], done[j]))
     return pairs
 
@@ -95,16 +95,13 @@ def length_matched(pair: PreferencePair, tokenizer) -> PreferencePair:
 def holistic_scores(judge_path: str, base: str, groups: list[tuple[str, list[str]]]):
     """The judge's score of every sample: one list per (prompt, texts) group."""
     import torch
-    from tqdm import tqdm
 
     from genarm.hardware import bf16_is_fast
     from genarm.training.judge import Judge
 
     judge = Judge.load(judge_path, base=base, bf16=bf16_is_fast(torch.device("cpu")))
     items = [(prompt, text) for prompt, texts in groups for text in texts]
-    flat: list[float] = []
-    for start in tqdm(range(0, len(items), 8), desc="holistic scores"):
-        flat.extend(judge.score_many(items[start : start + 8]))
+    flat = judge.score_many(items, batch_size=8, desc="holistic scores")
     scores, at = [], 0
     for _, texts in groups:
         scores.append(flat[at : at + len(texts)])
