@@ -133,6 +133,12 @@ def sequence_logps(model, batch: list[tuple[list[int], int]], pad_id: int) -> to
 EncodedPair = tuple[tuple[list[int], int], tuple[list[int], int]]
 
 
+def pair_logps(model, batch: list[EncodedPair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ log π(chosen), Σ log π(rejected)) per pair, in one forward pass."""
+    logps = sequence_logps(model, [c for c, _ in batch] + [r for _, r in batch], pad_id)
+    return logps[: len(batch)], logps[len(batch) :]
+
+
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     """``cfg.bf16``, or where unset, bf16 exactly when the device computes it natively."""
     from genarm.hardware import bf16_is_fast
@@ -200,8 +206,7 @@ def validate(
     for start in range(0, len(encoded), cfg.batch_size):
         batch = encoded[start : start + cfg.batch_size]
         with autocast:
-            logps = sequence_logps(model, [c for c, _ in batch] + [r for _, r in batch], pad_id)
-        chosen, rejected = logps[: len(batch)], logps[len(batch) :]
+            chosen, rejected = pair_logps(model, batch, pad_id)
         wins += int((chosen > rejected).sum())
         loss_sum += float(genarm_loss(chosen, rejected, cfg.beta)) * len(batch)
     if was_training:
@@ -323,8 +328,7 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         random.Random(cfg.seed + epoch).shuffle(order)
         batch = [encoded[i] for i in order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
         with autocast:
-            logps = sequence_logps(model, [c for c, _ in batch] + [r for _, r in batch], pad_id)
-        chosen, rejected = logps[: len(batch)], logps[len(batch) :]
+            chosen, rejected = pair_logps(model, batch, pad_id)
         loss = genarm_loss(chosen, rejected, cfg.beta)
         optimizer.zero_grad()
         loss.backward()
