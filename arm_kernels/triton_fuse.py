@@ -1,52 +1,48 @@
-"""The CUDA path of the GenARM fusion: one Triton program per row.
+"""The CUDA path of the GenARM fusion: the vocabulary split across programs.
 
-The fusion is memory-bound: it must read (K + 1) · V logits and write V
-outputs per row. Pass 1 streams every input once, keeping an online
-log-sum-exp per input in registers (per-lane max and sum, merged at the end);
-pass 2 streams them again and writes the fused log-probabilities. Up to
-``MAX_ARMS`` ARMs are fused per launch; more (rare) take further launches that
-add their terms to the output (HAS_BASE=False), costing one more read and
-write of it each.
+log_softmax(x) = x - lse(x), so the fusion is ``base + Σ_k w_k·arm_k - c``
+with one constant per row, ``c = lse(base) + Σ_k w_k·lse(arm_k)``. Two kernels:
+
+- ``_partial_lse_kernel`` (exact rows only): each program takes one chunk of
+  one row and writes the chunk's log-sum-exp of every input; a few tiny torch
+  ops merge the chunks into ``c``.
+- ``_fuse_kernel``: each program streams one chunk of one row once, reading
+  every input and writing ``base + Σ_k w_k·arm_k - c`` (``c`` = 0 for rows that
+  may be shifted).
+
+A row that may be shifted thus costs one read of its inputs and one write,
+the memory-bound minimum; an exact row one more read of its inputs. Splitting
+each row into chunks keeps every SM busy at small batches, where one program
+per row left most of the GPU idle (issue 16: 97 µs for one row on an H100).
+Up to ``MAX_ARMS`` ARMs are fused per launch; more (rare) take further
+launches that add their terms to the output (HAS_BASE=False).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 import torch
 import triton
 import triton.language as tl
 
 MAX_ARMS = 4
-BLOCK = 2048
+BLOCK = 1024
+NUM_WARPS = 4
+# Programs to aim for per launch: enough waves for every SM of a large GPU.
+PROGRAMS_PER_SM = 4
 
 
 @triton.jit
-def _online_lse_update(m, s, x):
-    """Merge a block into per-lane running (max, sum of exp(x - max)); -inf safe."""
-    m_new = tl.maximum(m, x)
-    finite = m_new != float("-inf")
-    scale = tl.where(finite, tl.exp(m - m_new), 0.0)
-    s = s * scale + tl.where(finite, tl.exp(x - m_new), 0.0)
-    return m_new, s
-
-
-@triton.jit
-def _finish_lse(m, s):
-    m_row = tl.max(m, axis=0)
-    scaled = tl.where(m != float("-inf"), s * tl.exp(m - m_row), 0.0)
-    return m_row + tl.log(tl.sum(scaled, axis=0))
-
-
-@triton.jit
-def _weighted_term(x, lse, w):
-    """w · (x - lse), 0 for a zero weight, -inf where the ARM rules a token out."""
-    term = tl.where(x == float("-inf"), float("-inf"), w * (x - lse))
+def _weighted_term(x, w):
+    """w · x, 0 for a zero weight, -inf where the ARM rules a token out."""
+    term = tl.where(x == float("-inf"), float("-inf"), w * x)
     return tl.where(w == 0.0, 0.0, term)
 
 
 @triton.jit
-def _genarm_fuse_kernel(
+def _fuse_kernel(
     out_ptr,
     base_ptr,
     arm0_ptr,
@@ -54,7 +50,9 @@ def _genarm_fuse_kernel(
     arm2_ptr,
     arm3_ptr,
     w_ptr,
+    shift_ptr,
     V,
+    chunk,
     stride_out,
     stride_base,
     stride_arm0,
@@ -64,70 +62,168 @@ def _genarm_fuse_kernel(
     stride_w,
     K: tl.constexpr,
     HAS_BASE: tl.constexpr,
+    HAS_SHIFT: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
+    begin = tl.program_id(1) * chunk
+    end = tl.minimum(begin + chunk, V)
     lanes = tl.arange(0, BLOCK)
-    neg_inf = tl.full([BLOCK], float("-inf"), tl.float32)
-    zero = tl.zeros([BLOCK], tl.float32)
-    m_b, s_b = neg_inf, zero
-    m_0, s_0 = neg_inf, zero
-    m_1, s_1 = neg_inf, zero
-    m_2, s_2 = neg_inf, zero
-    m_3, s_3 = neg_inf, zero
-
-    # Pass 1: one online log-sum-exp per input.
-    for start in range(0, V, BLOCK):
-        cols = start + lanes
-        mask = cols < V
-        if HAS_BASE:
-            x = tl.load(base_ptr + row * stride_base + cols, mask=mask, other=float("-inf"))
-            m_b, s_b = _online_lse_update(m_b, s_b, x.to(tl.float32))
-        if K > 0:
-            x = tl.load(arm0_ptr + row * stride_arm0 + cols, mask=mask, other=float("-inf"))
-            m_0, s_0 = _online_lse_update(m_0, s_0, x.to(tl.float32))
-        if K > 1:
-            x = tl.load(arm1_ptr + row * stride_arm1 + cols, mask=mask, other=float("-inf"))
-            m_1, s_1 = _online_lse_update(m_1, s_1, x.to(tl.float32))
-        if K > 2:
-            x = tl.load(arm2_ptr + row * stride_arm2 + cols, mask=mask, other=float("-inf"))
-            m_2, s_2 = _online_lse_update(m_2, s_2, x.to(tl.float32))
-        if K > 3:
-            x = tl.load(arm3_ptr + row * stride_arm3 + cols, mask=mask, other=float("-inf"))
-            m_3, s_3 = _online_lse_update(m_3, s_3, x.to(tl.float32))
-
-    lse_b = _finish_lse(m_b, s_b)
-    lse_0 = _finish_lse(m_0, s_0)
-    lse_1 = _finish_lse(m_1, s_1)
-    lse_2 = _finish_lse(m_2, s_2)
-    lse_3 = _finish_lse(m_3, s_3)
     w_0 = tl.load(w_ptr + row * stride_w + 0) if K > 0 else 0.0
     w_1 = tl.load(w_ptr + row * stride_w + 1) if K > 1 else 0.0
     w_2 = tl.load(w_ptr + row * stride_w + 2) if K > 2 else 0.0
     w_3 = tl.load(w_ptr + row * stride_w + 3) if K > 3 else 0.0
-
-    # Pass 2: write the fused log-probabilities.
-    for start in range(0, V, BLOCK):
+    shift = tl.load(shift_ptr + row) if HAS_SHIFT else 0.0
+    for start in range(begin, end, BLOCK):
         cols = start + lanes
-        mask = cols < V
+        mask = cols < end
         if HAS_BASE:
-            x = tl.load(base_ptr + row * stride_base + cols, mask=mask, other=0.0)
-            acc = x.to(tl.float32) - lse_b
+            acc = tl.load(base_ptr + row * stride_base + cols, mask=mask).to(tl.float32)
         else:  # a later launch for ARMs beyond MAX_ARMS: add to what the first wrote
-            acc = tl.load(out_ptr + row * stride_out + cols, mask=mask, other=0.0)
+            acc = tl.load(out_ptr + row * stride_out + cols, mask=mask)
         if K > 0:
-            x = tl.load(arm0_ptr + row * stride_arm0 + cols, mask=mask, other=0.0)
-            acc += _weighted_term(x.to(tl.float32), lse_0, w_0)
+            x = tl.load(arm0_ptr + row * stride_arm0 + cols, mask=mask)
+            acc += _weighted_term(x.to(tl.float32), w_0)
         if K > 1:
-            x = tl.load(arm1_ptr + row * stride_arm1 + cols, mask=mask, other=0.0)
-            acc += _weighted_term(x.to(tl.float32), lse_1, w_1)
+            x = tl.load(arm1_ptr + row * stride_arm1 + cols, mask=mask)
+            acc += _weighted_term(x.to(tl.float32), w_1)
         if K > 2:
-            x = tl.load(arm2_ptr + row * stride_arm2 + cols, mask=mask, other=0.0)
-            acc += _weighted_term(x.to(tl.float32), lse_2, w_2)
+            x = tl.load(arm2_ptr + row * stride_arm2 + cols, mask=mask)
+            acc += _weighted_term(x.to(tl.float32), w_2)
         if K > 3:
-            x = tl.load(arm3_ptr + row * stride_arm3 + cols, mask=mask, other=0.0)
-            acc += _weighted_term(x.to(tl.float32), lse_3, w_3)
+            x = tl.load(arm3_ptr + row * stride_arm3 + cols, mask=mask)
+            acc += _weighted_term(x.to(tl.float32), w_3)
+        if HAS_SHIFT:
+            acc = acc - shift
         tl.store(out_ptr + row * stride_out + cols, acc, mask=mask)
+
+
+@triton.jit
+def _chunk_lse(ptr, stride, row, begin, end, BLOCK: tl.constexpr):
+    """log-sum-exp of x[row, begin:end]: per-lane online max and sum, merged at the end."""
+    lanes = tl.arange(0, BLOCK)
+    m = tl.full([BLOCK], float("-inf"), tl.float32)
+    s = tl.zeros([BLOCK], tl.float32)
+    for start in range(begin, end, BLOCK):
+        cols = start + lanes
+        x = tl.load(ptr + row * stride + cols, mask=cols < end, other=float("-inf"))
+        m_new = tl.maximum(m, x.to(tl.float32))
+        finite = m_new != float("-inf")
+        s = s * tl.where(finite, tl.exp(m - m_new), 0.0) + tl.where(
+            finite, tl.exp(x.to(tl.float32) - m_new), 0.0
+        )
+        m = m_new
+    m_all = tl.max(m, axis=0)
+    scaled = tl.where(m != float("-inf"), s * tl.exp(m - m_all), 0.0)
+    return m_all + tl.log(tl.sum(scaled, axis=0))
+
+
+@triton.jit
+def _partial_lse_kernel(
+    lse_ptr,
+    rows_ptr,
+    base_ptr,
+    arm0_ptr,
+    arm1_ptr,
+    arm2_ptr,
+    arm3_ptr,
+    V,
+    chunk,
+    stride_base,
+    stride_arm0,
+    stride_arm1,
+    stride_arm2,
+    stride_arm3,
+    K: tl.constexpr,
+    HAS_BASE: tl.constexpr,
+    SLOTS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """lse[i, chunk, slot] for row rows[i]: slot 0 the base (if HAS_BASE), then the ARMs."""
+    i = tl.program_id(0).to(tl.int64)
+    part = tl.program_id(1)
+    num_parts = tl.num_programs(1)
+    row = tl.load(rows_ptr + i).to(tl.int64)
+    begin = part * chunk
+    end = tl.minimum(begin + chunk, V)
+    out = lse_ptr + (i * num_parts + part) * SLOTS
+    if HAS_BASE:
+        tl.store(out, _chunk_lse(base_ptr, stride_base, row, begin, end, BLOCK))
+        out += 1
+    if K > 0:
+        tl.store(out + 0, _chunk_lse(arm0_ptr, stride_arm0, row, begin, end, BLOCK))
+    if K > 1:
+        tl.store(out + 1, _chunk_lse(arm1_ptr, stride_arm1, row, begin, end, BLOCK))
+    if K > 2:
+        tl.store(out + 2, _chunk_lse(arm2_ptr, stride_arm2, row, begin, end, BLOCK))
+    if K > 3:
+        tl.store(out + 3, _chunk_lse(arm3_ptr, stride_arm3, row, begin, end, BLOCK))
+
+
+@cache
+def _num_sms(device_index: int) -> int:
+    if not torch.cuda.is_available():  # the interpreter (tests) on CPU tensors
+        return 2
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def chunk_size(num_rows: int, vocab: int, device: torch.device, block: int = BLOCK) -> int:
+    """Columns per program: whole blocks, enough programs to fill the GPU."""
+    wanted = _num_sms(device.index or 0) * PROGRAMS_PER_SM
+    blocks = triton.cdiv(vocab, block)
+    parts = max(1, min(blocks, triton.cdiv(wanted, max(num_rows, 1))))
+    return triton.cdiv(blocks, parts) * block
+
+
+def _arm_groups(arms: list[torch.Tensor], out: torch.Tensor):
+    """(first arm index, K, the MAX_ARMS pointer slots) per launch; unused slots get out."""
+    for start in range(0, max(len(arms), 1), MAX_ARMS):
+        group = arms[start : start + MAX_ARMS]
+        yield start, len(group), group + [out] * (MAX_ARMS - len(group))
+
+
+def _log_normalizer(
+    base: torch.Tensor,
+    arms: list[torch.Tensor],
+    weights: torch.Tensor,
+    rows: torch.Tensor,
+    chunk: int,
+    block: int,
+    out: torch.Tensor,
+) -> torch.Tensor:
+    """c = lse(base) + Σ_k w_k·lse(arm_k) for ``rows``, as a float32 [B] (0 elsewhere)."""
+    vocab = base.shape[1]
+    parts = triton.cdiv(vocab, chunk)
+    lse = []
+    for start, num_arms, slots in _arm_groups(arms, out):
+        first = start == 0
+        partial = torch.empty(
+            (rows.numel(), parts, num_arms + first), dtype=torch.float32, device=base.device
+        )
+        _partial_lse_kernel[(rows.numel(), parts)](
+            partial,
+            rows,
+            base,
+            *slots,
+            vocab,
+            chunk,
+            base.stride(0),
+            *(a.stride(0) for a in slots),
+            K=num_arms,
+            HAS_BASE=first,
+            SLOTS=num_arms + first,
+            BLOCK=block,
+            num_warps=NUM_WARPS,
+        )
+        lse.append(torch.logsumexp(partial, dim=1))
+    lse = torch.cat(lse, dim=1)  # [rows, 1 + K]: base, then every ARM
+    w = weights[rows]
+    terms = torch.where(w == 0, 0.0, w * lse[:, 1:])
+    # A row whose base or weighted ARM rules out every token is -inf throughout
+    # already; subtracting a non-finite constant would only turn it into NaN.
+    row_shift = (lse[:, 0] + terms.sum(dim=1)).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    shift = torch.zeros(base.shape[0], dtype=torch.float32, device=base.device)
+    return shift.index_copy_(0, rows, row_shift)
 
 
 def fuse_triton(
@@ -135,12 +231,16 @@ def fuse_triton(
     arm_logits: Sequence[torch.Tensor],
     weights: torch.Tensor,
     out: torch.Tensor | None = None,
+    exact: bool | torch.Tensor = True,
     block: int = BLOCK,
+    chunk: int | None = None,
 ) -> torch.Tensor:
-    """float32 [B, V] fusion: one launch per MAX_ARMS ARMs (one launch for K <= 4).
+    """float32 [B, V] fusion; see ``genarm.arm_kernels.fuse`` for ``exact``.
 
     ``out``, if given, is a float32 [B, V] tensor (unit stride along V) written
-    in full and returned.
+    in full and returned; it may be ``base_logits`` itself (float32): each
+    element is read before it is written, by the same program.
+    ``chunk``: columns per program (default: enough programs to fill the GPU).
     """
     num_rows, vocab = base_logits.shape
     if out is None:
@@ -149,31 +249,49 @@ def fuse_triton(
         raise ValueError("out must be a float32 [B, V] tensor with unit stride along V")
     if num_rows == 0:
         return out
-    # The kernel walks each row with unit stride; rows themselves may be strided.
-    base_logits = base_logits if base_logits.stride(-1) == 1 else base_logits.contiguous()
+    # The kernels walk each row with unit stride; rows themselves may be strided.
+    base = base_logits if base_logits.stride(-1) == 1 else base_logits.contiguous()
     arms = [a if a.stride(-1) == 1 else a.contiguous() for a in arm_logits]
-    weights = weights.to(device=base_logits.device, dtype=torch.float32).contiguous()
-    first = True
-    for start in range(0, max(len(arms), 1), MAX_ARMS):
-        group = arms[start : start + MAX_ARMS]
-        num_arms = len(group)
-        # Unused pointer slots get a valid tensor that the kernel never reads.
-        slots = group + [out] * (MAX_ARMS - num_arms)
+    weights = weights.to(device=base.device, dtype=torch.float32).contiguous()
+    chunk = chunk or chunk_size(num_rows, vocab, base.device, block)
+    rows = _exact_row_indices(exact, num_rows, base.device)
+    shift = None
+    if rows.numel():
+        # Before the fusion: ``out`` may be ``base`` itself.
+        shift = _log_normalizer(base, arms, weights, rows, chunk, block, out)
+    grid = (num_rows, triton.cdiv(vocab, chunk))
+    for start, num_arms, slots in _arm_groups(arms, out):
+        first = start == 0
         w = weights[:, start:] if num_arms else out
-        _genarm_fuse_kernel[(num_rows,)](
+        _fuse_kernel[grid](
             out,
-            base_logits,
+            base,
             *slots,
             w,
+            shift if shift is not None else out,
             vocab,
+            chunk,
             out.stride(0),
-            base_logits.stride(0),
+            base.stride(0),
             *(a.stride(0) for a in slots),
             w.stride(0),
             K=num_arms,
             HAS_BASE=first,
+            HAS_SHIFT=first and shift is not None,
             BLOCK=block,
-            num_warps=8,
+            num_warps=NUM_WARPS,
         )
-        first = False
     return out
+
+
+def _exact_row_indices(
+    exact: bool | torch.Tensor, num_rows: int, device: torch.device
+) -> torch.Tensor:
+    if isinstance(exact, bool):
+        if exact:
+            return torch.arange(num_rows, device=device)
+        return torch.zeros(0, dtype=torch.long, device=device)
+    if exact.shape != (num_rows,):
+        raise ValueError(f"exact must be a bool or a [{num_rows}] tensor, got {exact.shape}")
+    # A host mask (what the logits processor has) costs no device sync here.
+    return exact.nonzero().flatten().to(device)

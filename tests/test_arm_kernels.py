@@ -15,7 +15,9 @@ import sys
 import pytest
 import torch
 
-from genarm.arm_kernels import fuse, fuse_reference, fuse_torch
+from genarm.arm_kernels import fuse, fuse_torch
+
+from support import assert_close_to_reference
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 BIG = 1e4  # exp(1e4) overflows float32 (and float64): needs a max-subtracted log-sum-exp
@@ -55,32 +57,10 @@ def make_inputs(num_rows: int, vocab: int, num_arms: int, dtype: torch.dtype, se
     return base.to(dtype), [a.to(dtype) for a in arms], weights
 
 
-def assert_close_to_reference(out: torch.Tensor, base, arms, weights, context="") -> None:
-    """out vs the float64 reference on the same (already dtype-rounded) inputs.
-
-    Every path computes in float32 whatever the input dtype, and the reference
-    sees exactly the rounded inputs, so one float32 tolerance fits all dtypes:
-    1e-4 plus a few float32 ulps of the row's largest weighted logit (x - lse
-    loses the ulps of |x| to cancellation; ~5e-3 at 1e4).
-    """
-    expected = fuse_reference(base, arms, weights)
-    assert out.dtype == torch.float32 and out.shape == base.shape, context
-    assert not torch.isnan(out).any(), f"NaN in output {context}"
-    assert not torch.isposinf(out).any(), f"+inf in output {context}"
-    assert torch.equal(torch.isneginf(out), torch.isneginf(expected)), f"-inf differs {context}"
-    finite = torch.isfinite(expected)
-    assert finite.any(), context
-
-    def row_scale(x: torch.Tensor) -> torch.Tensor:
-        return x.double().abs().nan_to_num(posinf=0, neginf=0).amax(dim=1, keepdim=True)
-
-    scale = row_scale(base)
-    for arm, w in zip(arms, weights.T, strict=True):
-        scale = scale + w.double().abs()[:, None] * row_scale(arm)
-    tol = (1e-4 + 4 * 2.0**-23 * scale).expand_as(expected)
-    err = (out.double() - expected).abs()
-    worst = float((err - tol)[finite].max())
-    assert worst <= 0, f"error exceeds tolerance by {worst} {context}"
+def exact_masks(num_rows: int, seed: int) -> list[bool | torch.Tensor]:
+    """Every row exact, none, and a random mix (the awkward rows 0-3 in both kinds)."""
+    mixed = torch.rand(num_rows, generator=torch.Generator().manual_seed(seed)) < 0.5
+    return [True, False, mixed]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -94,6 +74,32 @@ def test_torch_path_matches_reference(dtype, num_arms, num_rows, vocab):
     assert out.data_ptr() == poisoned.data_ptr()
     assert_close_to_reference(out, base, arms, weights, f"(seed {seed})")
     assert torch.equal(fuse_torch(base, arms, weights), out)  # allocating output: same values
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("num_arms", [0, 1, 2, 4])
+def test_torch_path_shifted_and_mixed_rows(dtype, num_arms):
+    """exact=False rows equal the reference up to a per-row constant; exact rows exactly."""
+    seed = fresh_seed()
+    base, arms, weights = make_inputs(37, 32001, num_arms, dtype, seed)
+    for exact in exact_masks(37, seed):
+        out = fuse_torch(base, arms, weights, out=torch.full((37, 32001), torch.nan), exact=exact)
+        assert_close_to_reference(out, base, arms, weights, f"(seed {seed}, {exact})", exact)
+
+
+def test_shifted_rows_are_the_weighted_sum():
+    """Shifted rows are base + Σ w·arm: an unguided row (all weights 0) is the base itself."""
+    base, arms, weights = make_inputs(6, 500, 2, torch.float32, fresh_seed())
+    out = fuse_torch(base, arms, weights, exact=False)
+    assert torch.equal(out[1], base[1])  # row 1: every weight zero, -inf in ARM 0
+    expected = base + weights[:, :1] * arms[0] + weights[:, 1:] * arms[1]
+    torch.testing.assert_close(out[4], expected[4])
+
+
+def test_exact_mask_must_match_rows():
+    base, arms, weights = make_inputs(4, 100, 1, torch.float32, fresh_seed())
+    with pytest.raises(ValueError, match="exact"):
+        fuse_torch(base, arms, weights, exact=torch.ones(3, dtype=torch.bool))
 
 
 def test_torch_path_on_strided_rows():
@@ -126,18 +132,32 @@ def run_triton_cases() -> int:
     from genarm.arm_kernels.triton_fuse import fuse_triton as kernel
 
     cases = 0
-    shapes = [(1, 1000, 256), (5, 3001, 1024)]  # V not a multiple of the block
+    # V not a multiple of the block; one chunk per row, and rows split in chunks
+    # (the last one partial); chunk None: the size the kernel picks.
+    shapes = [(1, 1000, 256, 512), (5, 3001, 1024, None), (3, 2500, 256, 1024)]
     for dtype in DTYPES:
         for num_arms in (0, 1, 2, 3, 4, 6):  # 6: a second launch adds ARMs 5 and 6
-            for num_rows, vocab, block in shapes:
+            for num_rows, vocab, block, chunk in shapes:
                 seed = fresh_seed()
                 base, arms, weights = make_inputs(num_rows, vocab, num_arms, dtype, seed)
-                poisoned = torch.full((num_rows, vocab), torch.nan)
-                out = kernel(base, arms, weights, out=poisoned, block=block)
-                assert out.data_ptr() == poisoned.data_ptr()
-                context = f"({dtype}, K={num_arms}, B={num_rows}, V={vocab}, seed {seed})"
-                assert_close_to_reference(out, base, arms, weights, context)
-                cases += 1
+                for exact in exact_masks(num_rows, seed):
+                    poisoned = torch.full((num_rows, vocab), torch.nan)
+                    out = kernel(
+                        base, arms, weights, out=poisoned, exact=exact, block=block, chunk=chunk
+                    )
+                    assert out.data_ptr() == poisoned.data_ptr()
+                    context = f"({dtype}, K={num_arms}, B={num_rows}, V={vocab}, {exact}, "
+                    context += f"seed {seed})"
+                    assert_close_to_reference(out, base, arms, weights, context, exact)
+                    cases += 1
+    # In place: the output may be the (float32) base logits themselves.
+    seed = fresh_seed()
+    base, arms, weights = make_inputs(4, 3001, 2, torch.float32, seed)
+    for exact in exact_masks(4, seed):
+        inplace = base.clone()
+        out = kernel(inplace, arms, weights, out=inplace, exact=exact, block=256, chunk=1024)
+        assert_close_to_reference(out, base, arms, weights, f"in place {exact} {seed}", exact)
+        cases += 1
     # The default block size on a vocabulary of a real size, V % 2048 != 0.
     seed = fresh_seed()
     base, arms, weights = make_inputs(4, 32001, 2, torch.bfloat16, seed)
@@ -167,4 +187,4 @@ def test_triton_kernel_matches_reference_in_interpreter():
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "cases 38" in result.stdout, result.stdout[-2000:]
+    assert "cases 167" in result.stdout, result.stdout[-2000:]

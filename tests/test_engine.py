@@ -81,6 +81,57 @@ def test_two_arms_of_different_shapes_match_reference(two_arm_llm, two_arm_refer
         assert_matches_reference(two_arm_reference, ids, weights, out.outputs[0])
 
 
+@pytest.mark.parametrize("penalty", [1.0, 1.5])
+def test_repetition_penalty_sees_the_exact_guided_logprobs(
+    two_arm_llm, two_arm_reference, tiny_models, penalty
+):
+    """Other rows may take the fusion up to a per-row constant; a repetition
+    penalty scales positive and negative logits differently, so (V1 runs the
+    processor before it) its rows must get exactly log_softmax(base) + Σ α
+    log_softmax(arm), which the penalty then scales (prompt and output tokens)."""
+    from vllm import SamplingParams
+
+    from genarm.arm_kernels import fuse_reference
+
+    weights = (0.5, 2.0)
+
+    def params(penalty: float, logprobs: int = 20) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=MAX_TOKENS,
+            temperature=0.0,
+            ignore_eos=True,
+            logprobs=logprobs,  # 20: deep enough to list penalised tokens too
+            repetition_penalty=penalty,
+            extra_args={"reward_weights": {"arm_a": weights[0], "arm_b": weights[1]}},
+        )
+
+    # A prompt that ends in the guided model's own favourite tokens, so that
+    # the penalty has probability mass to move.
+    ids = chat_prompt_ids(tiny_models["base"], PROMPTS[0])
+    (warm,) = two_arm_llm.generate([{"prompt_token_ids": ids}], params(1.0, 0), use_tqdm=False)
+    ids = ids + list(warm.outputs[0].token_ids[:16])
+    plain, penalised = two_arm_llm.generate(
+        [{"prompt_token_ids": ids}] * 2,
+        [params(1.0), params(penalty)],  # batched beside an unpenalised row
+        use_tqdm=False,
+    )
+    output = penalised.outputs[0]
+    context = list(ids)
+    alpha = torch.tensor([weights], dtype=torch.float64)
+    for pos in range(LOGPROB_POSITIONS):
+        base, *arms = (lp[None] for lp in two_arm_reference.model_logprobs(context))
+        guided = fuse_reference(base, arms, alpha)[0]
+        seen = torch.tensor(sorted(set(context)))
+        guided[seen] = torch.where(guided[seen] > 0, guided[seen] / penalty, guided[seen] * penalty)
+        expected = torch.log_softmax(guided, dim=-1)
+        assert output.token_ids[pos] == int(expected.argmax()), f"position {pos}"
+        for token_id, logprob in output.logprobs[pos].items():
+            assert logprob.logprob == pytest.approx(float(expected[token_id]), abs=1e-4), pos
+        context.append(output.token_ids[pos])
+    if penalty != 1.0:  # the penalty did something these tokens can show
+        assert list(output.token_ids) != list(plain.outputs[0].token_ids)
+
+
 def test_weights_change_output_and_zero_is_base(two_arm_llm, tiny_models):
     ids = chat_prompt_ids(tiny_models["base"], PROMPTS[0])
     texts = {}

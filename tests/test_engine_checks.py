@@ -172,3 +172,26 @@ def test_native_bf16_is_read_from_the_cpu_flags():
     assert cpu_has_native_bf16(intel_without) is False
     assert cpu_has_native_bf16(epyc_with) is True
     assert cpu_has_native_bf16(arm_with) is True
+
+
+@pytest.mark.parametrize(
+    ("cpu", "requested", "v2_takes_processors", "runner"),
+    [
+        (True, None, True, "v1"),  # the CPU build has one runner
+        (True, "1", True, "v1"),
+        (False, None, True, "v2"),  # vLLM 0.32 on CUDA: V2, with our V2 processor
+        (False, None, False, "v1"),  # a vLLM whose V2 takes no custom processors
+        (False, "0", True, "v1"),  # the user's explicit choice wins
+        (False, "1", True, "v2"),
+        (False, "", True, "v2"),
+    ],
+)
+def test_model_runner_choice(cpu, requested, v2_takes_processors, runner):
+    from genarm.engine.build import choose_model_runner
+
+    assert choose_model_runner(cpu, requested, v2_takes_processors) == runner
+
+
+def test_cpu_engine_gets_the_v1_processor(tiny_config):
+    (processor,) = engine_kwargs(tiny_config)["logits_processors"]
+    assert processor.runner == "v1" and issubclass(processor, GenARMLogitsProcessor)

@@ -12,12 +12,15 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genarm.config import DeploymentConfig
 from genarm.engine.vllm_contract import check_vllm_version
 from genarm.hardware import cpu_has_native_bf16
 from genarm.reward_weights import arm_specs
+
+if TYPE_CHECKING:
+    from genarm.engine.logits_processor import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +64,47 @@ def warn_if_bf16_is_emulated(cfg: DeploymentConfig) -> None:
         )
 
 
+def choose_model_runner(
+    platform_is_cpu: bool, requested: str | None, v2_takes_custom_processors: bool
+) -> Runner:
+    """The vLLM model runner to serve with; each has its own processor interface.
+
+    CPU: V1, the CPU build's only runner. CUDA: what VLLM_USE_V2_MODEL_RUNNER
+    asks for, else V2 (vLLM 0.32's CUDA default) when the installed vLLM takes
+    custom logits processors there, else V1.
+    """
+    if platform_is_cpu:
+        return "v1"
+    if requested is not None and requested.strip() != "":
+        return "v2" if requested.strip().lower() in ("1", "true") else "v1"
+    return "v2" if v2_takes_custom_processors else "v1"
+
+
+def _v2_takes_custom_processors() -> bool:
+    try:
+        from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def model_runner() -> Runner:
+    """``choose_model_runner`` for this machine and environment."""
+    from vllm.platforms import current_platform
+
+    return choose_model_runner(
+        current_platform.is_cpu(),
+        os.environ.get("VLLM_USE_V2_MODEL_RUNNER"),
+        _v2_takes_custom_processors(),
+    )
+
+
 def configure_environment(cfg: DeploymentConfig) -> None:
     """vLLM settings that are environment variables; read when the engine starts."""
-    # vLLM 0.32 picks Model Runner V2 on CUDA when Triton is present; V2 has
-    # another logits-processor interface and refuses V1-style processors. The
-    # CPU build runs V1, so forcing V1 keeps one code path on both.
-    if os.environ.get("VLLM_USE_V2_MODEL_RUNNER") != "0":
-        logger.info(
-            "Setting VLLM_USE_V2_MODEL_RUNNER=0: the GenARM logits processor uses vLLM's "
-            "V1 interface, which Model Runner V2 does not accept"
-        )
-    os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
+    # Said explicitly, so that vLLM runs the runner whose processor we install.
+    runner = model_runner()
+    logger.info("vLLM model runner: %s (README, 'CUDA')", runner.upper())
+    os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if runner == "v2" else "0"
     # By default vLLM's CPU worker holds one core back; on a 2-core laptop that halves speed.
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     tp = cfg.engine.tensor_parallel_size
@@ -121,7 +154,7 @@ def engine_kwargs(cfg: DeploymentConfig) -> dict[str, Any]:
     if current_platform.is_cpu():
         kwargs["worker_cls"] = CPU_WORKER_CLS
     # Installed without ARMs too: it is what refuses weights for ARMs a server lacks.
-    kwargs["logits_processors"] = [processor_for(arm_specs(cfg))]
+    kwargs["logits_processors"] = [processor_for(arm_specs(cfg), model_runner())]
     if not cfg.arms:
         return kwargs
     paths = arm_model_paths(cfg)

@@ -1,19 +1,28 @@
-"""The GenARM logits processor (vLLM's V1 logits-processor interface).
+"""The GenARM logits processor (vLLM's V1 logits-processor interface), and what
+it shares with the Model Runner V2 one (``logits_processor_v2``).
 
 Per row it replaces the base logits with
 ``log_softmax(base) + Σ_k α_k · log_softmax(arm_k)`` using that request's
-reward weights; temperature, penalties, top-p/k and logprobs then apply to the
-guided distribution as vLLM does to any logits. Rows whose weights are all zero
-are left untouched (the base model's own distribution, no fusion work).
+reward weights, up to a per-row constant where nothing after it can tell (see
+``genarm.arm_kernels``); temperature, penalties, top-p/k and logprobs then
+apply to the guided distribution as vLLM does to any logits. Rows whose
+weights are all zero keep the base logits unchanged (the base model's own
+distribution).
+
+In V1, custom processors run before vLLM's penalties: a repetition penalty,
+which scales positive and negative logits differently, sees the exact guided
+log-probabilities, so its rows ask the fusion for the exact form.
 
 The fusion itself is ``genarm.arm_kernels.fuse``, independent of the runner:
-a Model Runner V2 adapter would only translate its batch-state API to this.
+each runner's processor only translates its batch-state API to it.
 """
 
 from __future__ import annotations
 
 import copyreg
+from abc import ABCMeta
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from vllm.exceptions import VLLMValidationError
@@ -30,13 +39,18 @@ from genarm.reward_weights import (
     resolve_reward_weights,
 )
 
+__all__ = ["GenARMLogitsProcessor", "processor_for", "Runner"]
 
-class _DeploymentBound(type(LogitsProcessor)):
+
+Runner = Literal["v1", "v2"]
+
+
+class _DeploymentBound(ABCMeta):
     """Metaclass of the processor classes ``processor_for`` makes: one per ARM set."""
 
 
-def processor_for(specs: Sequence[ArmSpec]) -> type[GenARMLogitsProcessor]:
-    """The processor class for a deployment serving ``specs``.
+def processor_for(specs: Sequence[ArmSpec], runner: Runner = "v1") -> type:
+    """The processor class for a deployment serving ``specs`` on vLLM's ``runner``.
 
     The specs ride on the class because vLLM gives ``validate_params`` (a
     classmethod, run in the front-end process at admission) nothing else; the
@@ -44,74 +58,117 @@ def processor_for(specs: Sequence[ArmSpec]) -> type[GenARMLogitsProcessor]:
     one ARM list, with no process-global state (two deployments in one process
     keep theirs apart).
     """
-    return _DeploymentBound(
-        "GenARMLogitsProcessor", (GenARMLogitsProcessor,), {"specs": tuple(specs)}
-    )
+    if runner == "v2":
+        from genarm.engine.logits_processor_v2 import GenARMLogitsProcessorV2 as base
+    else:
+        base = GenARMLogitsProcessor
+    return _DeploymentBound(base.__name__, (base,), {"specs": tuple(specs)})
 
 
 # vLLM's CPU build spawns its engine processes and pickles the config, this class
 # with it: pickle would look a made class up by name and fail, so it is rebuilt
 # from its specs instead.
-copyreg.pickle(_DeploymentBound, lambda cls: (processor_for, (cls.specs,)))
+copyreg.pickle(_DeploymentBound, lambda cls: (processor_for, (cls.specs, cls.runner)))
+
+
+def validate_reward_weights(specs: Sequence[ArmSpec], sampling_params: Any) -> None:
+    """The one check of a request's weights, at admission (both runners).
+
+    vLLM's own validation error keeps the parameter's name up to the server's 400.
+    """
+    try:
+        resolve_reward_weights(specs, requested_weights(sampling_params))
+    except RewardWeightError as err:
+        raise VLLMValidationError(str(err), parameter=err.param) from err
+
+
+def row_guidance(
+    specs: Sequence[ArmSpec], params: Any, penalty_needs_exact: bool
+) -> tuple[tuple[float, ...], bool] | None:
+    """A new row's (weights, exact), None if unguided. The weights were admitted
+    by ``validate_reward_weights``: a read that cannot fail in the worker."""
+    weights = admitted_weights(specs, requested_weights(params))
+    if not any(weights):
+        return None
+    return weights, penalty_needs_exact and params.repetition_penalty != 1.0
+
+
+def exposes_raw_logits(vllm_config: Any) -> bool:
+    """True when the engine returns the processed logits themselves as logprobs:
+    then every guided row needs the exact form (the build sets processed_logprobs)."""
+    return getattr(vllm_config.model_config, "logprobs_mode", None) == "processed_logits"
+
+
+class FusionOutput:
+    """One float32 [rows, V] output, grown on demand and reused every step
+    (a fresh 100 MB tensor per step would cost a write pass in page faults)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._buffer: torch.Tensor | None = None
+
+    def rows(self, num_rows: int, vocab: int) -> torch.Tensor:
+        buffer = self._buffer
+        if buffer is None or buffer.shape[0] < num_rows or buffer.shape[1] != vocab:
+            buffer = torch.empty((num_rows, vocab), dtype=torch.float32, device=self.device)
+            self._buffer = buffer
+        return buffer[:num_rows]
 
 
 class GenARMLogitsProcessor(LogitsProcessor):
-    """Fuses base and ARM log-probabilities with per-request reward weights.
+    """Fuses base and ARM log-probabilities with per-request reward weights (V1).
 
     Use ``processor_for(specs)``; this class itself serves no ARMs.
     """
 
     specs: tuple[ArmSpec, ...] = ()
+    runner: Runner = "v1"
 
     @classmethod
     def validate_params(cls, sampling_params) -> None:
-        # The one check of a request's weights. vLLM's own validation error keeps
-        # the parameter's name up to the server's 400.
-        try:
-            resolve_reward_weights(cls.specs, requested_weights(sampling_params))
-        except RewardWeightError as err:
-            raise VLLMValidationError(str(err), parameter=err.param) from err
+        validate_reward_weights(cls.specs, sampling_params)
 
     def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool) -> None:
         self.device = device
-        # Batch row -> weights, for the rows this processor guides (any weight nonzero).
-        self.row_weights: dict[int, tuple[float, ...]] = {}
-        self._weights: torch.Tensor | None = None  # [B, K], rebuilt when the batch changes
-        self._guided_rows: torch.Tensor | None = None
+        self.all_exact = exposes_raw_logits(vllm_config)
+        # Batch row -> (weights, exact), for the rows this processor guides.
+        self.row_state: dict[int, tuple[tuple[float, ...], bool]] = {}
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # rebuilt on change
+        self._output = FusionOutput(device)
 
     def is_argmax_invariant(self) -> bool:
         return False
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
-        if process_dict_updates(self.row_weights, batch_update, self._guided_weights):
-            self._weights = None
+        if process_dict_updates(self.row_state, batch_update, self._row_guidance):
+            self._batch = None
 
-    def _guided_weights(self, params, _prompt_ids, _output_ids) -> tuple[float, ...] | None:
-        """A new row's weights (already admitted by validate_params), None if unguided."""
-        weights = admitted_weights(self.specs, requested_weights(params))
-        return weights if any(weights) else None
+    def _row_guidance(self, params, _prompt_ids, _output_ids):
+        guidance = row_guidance(self.specs, params, penalty_needs_exact=True)
+        if guidance is None or not self.all_exact:
+            return guidance
+        return guidance[0], True
 
-    def _batch_weights(self, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, K] weights and the indices of rows with any nonzero weight."""
-        if self._weights is None or self._weights.shape[0] != num_rows:
-            zero = (0.0,) * len(self.specs)
-            rows = [self.row_weights.get(i, zero) for i in range(num_rows)]
-            weights = torch.tensor(rows, dtype=torch.float32).reshape(num_rows, len(self.specs))
-            guided = weights.ne(0).any(dim=1).nonzero().flatten()
-            self._weights = weights.to(self.device, non_blocking=True)
-            self._guided_rows = guided.to(self.device, non_blocking=True)
-        return self._weights, self._guided_rows
+    def _batch_state(self, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, K] weights on the device and the host [B] mask of exact rows."""
+        if self._batch is None or self._batch[0].shape[0] != num_rows:
+            unguided = ((0.0,) * len(self.specs), False)
+            rows = [self.row_state.get(i, unguided) for i in range(num_rows)]
+            weights = torch.tensor([w for w, _ in rows], dtype=torch.float32)
+            weights = weights.reshape(num_rows, len(self.specs))
+            exact = torch.tensor([e for _, e in rows], dtype=torch.bool)
+            self._batch = weights.to(self.device, non_blocking=True), exact
+        return self._batch
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.specs:
             return logits
         num_rows = logits.shape[0]
         arm_logits = arm_logits_stash.take(num_rows)
-        weights, guided = self._batch_weights(num_rows)
-        if guided.numel() == 0:
+        if not self.row_state:
             return logits
-        if guided.numel() == num_rows:
-            return fuse(logits, arm_logits, weights)
-        fused = fuse(logits[guided], [arm[guided] for arm in arm_logits], weights[guided])
-        logits[guided] = fused.to(logits.dtype)
-        return logits
+        weights, exact = self._batch_state(num_rows)
+        # Unguided rows ride along with zero weights, not exact: base + 0 is
+        # the base logits unchanged, and no gather or scatter of rows is needed.
+        out = self._output.rows(num_rows, logits.shape[1])
+        return fuse(logits, arm_logits, weights, out=out, exact=exact)
