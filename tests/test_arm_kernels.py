@@ -87,6 +87,27 @@ def test_torch_path_shifted_and_mixed_rows(dtype, num_arms):
         assert_close_to_reference(out, base, arms, weights, f"(seed {seed}, {exact})", exact)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_chunked_logsumexp_of_large_inputs(monkeypatch, dtype):
+    """Large inputs take the chunk loop (here forced on a small one, 4-row chunks)."""
+    from genarm.arm_kernels import torch_fuse
+
+    monkeypatch.setattr(torch_fuse, "LSE_SMALL_INPUT", 0)
+    monkeypatch.setattr(torch_fuse, "LSE_ROW_CHUNK", 4)
+    x = torch.randn(10, 999) * 4
+    x[3] = -torch.inf  # a row with nothing left: -inf, not NaN
+    x[5, :10] = -torch.inf
+    x[7, 0] = BIG
+    x = x.to(dtype)
+    expected = torch.logsumexp(x.double(), dim=-1)
+    torch.testing.assert_close(torch_fuse.row_logsumexp(x).double(), expected)
+    seed = fresh_seed()
+    base, arms, weights = make_inputs(9, 2001, 2, dtype, seed)
+    for exact in exact_masks(9, seed):
+        out = fuse_torch(base, arms, weights, exact=exact)
+        assert_close_to_reference(out, base, arms, weights, f"(seed {seed}, {exact})", exact)
+
+
 def test_shifted_rows_are_the_weighted_sum():
     """Shifted rows are base + Σ w·arm: an unguided row (all weights 0) is the base itself."""
     base, arms, weights = make_inputs(6, 500, 2, torch.float32, fresh_seed())

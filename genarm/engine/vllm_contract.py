@@ -18,9 +18,17 @@ upgrade:
   ``BatchUpdate`` and ``process_dict_updates``; ``validate_params`` as a
   classmethod run at admission in the front-end process; the processor class is
   pickled into spawned engine processes with the config.
-- **Model Runner V1** (``build.py``): ``VLLM_USE_V2_MODEL_RUNNER=0``, since V2
-  has another logits-processor interface; the composite's ``compute_logits``
-  is called once per step before the processors run (``arm_logits_stash.py``).
+- **V2 logits processors** (``logits_processor_v2.py``):
+  ``vllm.v1.worker.gpu.sample.logits_processor``'s ``LogitsProcessor``
+  (``__init__(vllm_config, req_states)``, ``validate_params``,
+  ``add_request(slot, params)``, ``apply_staged_writes``, ``apply(logits,
+  ctx)``), ``LogitsContext.idx_mapping_np``/``expanded_idx_mapping`` and
+  ``LogitsProcRequestState.max_num_reqs``/``device``; V2 runs them after its
+  penalties, V1 before.
+- **The model runner** (``build.py``): ``VLLM_USE_V2_MODEL_RUNNER`` chooses it
+  (set explicitly, so that the installed processor matches); in both runners
+  the composite's ``compute_logits`` is called once per step on the rows to
+  sample before the processors run (``arm_logits_stash.py``).
 - **The CPU runner's sampling** (``cpu_seeded_prefill.py``, ``worker.py``):
   ``CPUModelRunner.sample_tokens`` and the request states' ``generator``, patched
   for seeded chunked prefill by a subclass of ``CPUWorker`` named in
