@@ -294,9 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"copy bandwidth: {copy_gbps:.1f} GB/s", flush=True)
 
     rows: list[dict] = []
-    for inputs, num_rows, vocab, num_arms in itertools.product(
-        args.inputs, grid_b, grid_v, grid_k
-    ):
+    for inputs, num_rows, vocab, num_arms in itertools.product(args.inputs, grid_b, grid_v, grid_k):
         rows += run_case(device, inputs, num_rows, vocab, num_arms, fns, args)
     for row in rows:
         row["fraction_of_copy"] = row["GB_per_s"] / copy_gbps
