@@ -9,8 +9,8 @@ log-sum-exp, the only part that evaluates exp (compute-bound on a CPU), taken
 in cache-sized row chunks.
 
 Measured at 256 x 128256 x 2 float32 on the 2-core dev VM
-(``benchmarks/kernel_bench.py``, README): one-pass rows 11.6x the unfused
-ops (66% of the copy bandwidth), exact rows 3.2x; the previous version took
+(``benchmarks/kernel_bench.py``, README): one-pass rows 11.3x the unfused
+ops (65% of the copy bandwidth), exact rows 3.1x; the previous version took
 every input's log_softmax for every row (2.3x).
 
 -inf needs care only where a weight is 0 (0 · -inf = NaN) or negative
