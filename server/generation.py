@@ -96,6 +96,8 @@ async def stream(engine: EngineHandle, job: Job) -> AsyncIterator[bytes]:
                 offsets[index] = offset + len(completion.text)
                 choice = _chunk_choice(engine, job, index, completion, offset, first)
                 usage = {"usage": None} if job.include_usage else {}
+                if job.continuous_usage:
+                    usage = {"usage": _usage(timer)}
                 yield _sse(_chunk(job, envelope, [choice], **usage))
                 sent = True
         if job.include_usage:

@@ -61,6 +61,9 @@ Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     include_usage: StrictBool = False
+    # vLLM's extension (guidellm sends it): with include_usage, every chunk also
+    # carries the usage so far.
+    continuous_usage_stats: StrictBool = False
 
 
 class SamplingFields(BaseModel):

@@ -39,6 +39,7 @@ class Job:
     num_logprobs: int | None
     stream: bool
     include_usage: bool
+    continuous_usage: bool = False  # usage so far in every chunk (vLLM's extension)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -88,8 +89,19 @@ def completion_job(engine: EngineHandle, body: CompletionRequest) -> Job:
 
 
 def _job(kind, body: SamplingFields, prompts, params, num_logprobs) -> Job:
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return Job(kind, prompts, params, body.reward_weights, num_logprobs, body.stream, include_usage)
+    options = body.stream_options
+    include_usage = bool(options and options.include_usage)
+    continuous = include_usage and bool(options and options.continuous_usage_stats)
+    return Job(
+        kind,
+        prompts,
+        params,
+        body.reward_weights,
+        num_logprobs,
+        body.stream,
+        include_usage,
+        continuous_usage=continuous,
+    )
 
 
 def _check_common(engine: EngineHandle, body: SamplingFields) -> None:

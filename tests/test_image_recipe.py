@@ -1,0 +1,155 @@
+"""The container images: their recipe, run the way the image runs it.
+
+No container engine runs on the machines this project is built and tested on
+(the docker client is there, the daemon is not), so the CPU image is tested
+through its recipe: the files the Dockerfile copies, its install script
+(``deploy/image/install.sh``) in a fresh virtualenv, ``genarm prepare-demo``
+and the entrypoint with the default command, under a temporary HOME, then the
+image's HEALTHCHECK command and a chat with the demo's ARMs. Two things differ
+from a real build, and only these: pip reuses this machine's download cache
+(the wheels are the same files), and torch's CPU wheel comes from this
+machine's pip configuration instead of PyTorch's CPU index (TORCH_INDEX_URL
+unset). The Dockerfiles' own instructions (user, volume, health check,
+entrypoint) are checked by reading them.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from live_server import LiveServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILES = ["Dockerfile", "Dockerfile.cuda"]
+
+
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined."""
+    text = (ROOT / dockerfile).read_text().replace("\\\n", " ")
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            result.append((word.upper(), rest.strip()))
+    return result
+
+
+def copied_paths(dockerfile: str) -> list[str]:
+    """The sources of the Dockerfile's COPY instructions."""
+    return [
+        source
+        for word, rest in instructions(dockerfile)
+        if word == "COPY"
+        for source in shlex.split(rest)[:-1]
+    ]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfile_runs_the_recipe_as_a_user_with_a_health_check(dockerfile):
+    steps = instructions(dockerfile)
+    words = [word for word, _ in steps]
+    runs = [rest for word, rest in steps if word == "RUN"]
+    target = "cuda" if dockerfile.endswith("cuda") else "cpu"
+    assert any(f"sh deploy/image/install.sh {target}" in run for run in runs)
+    # Non-root before anything it runs as the server, and the demo prepared by that user.
+    user = words.index("USER")
+    assert steps[user][1] == "genarm"
+    assert words.index("ENTRYPOINT") > user
+    prepare = next(i for i, (w, rest) in enumerate(steps) if w == "RUN" and "prepare-demo" in rest)
+    assert prepare > user
+    assert '"/home/genarm/.cache"' in dict(steps)["VOLUME"]
+    assert "deploy/image/healthcheck.py" in dict(steps)["HEALTHCHECK"]
+    entrypoint = dict(steps)["ENTRYPOINT"]
+    assert '"serve"' in entrypoint and '"0.0.0.0"' in entrypoint and '"8000"' in entrypoint
+    assert dict(steps)["CMD"] == '["--config", "configs/demo.yaml"]'
+    # Every package folder pyproject installs is copied into the image.
+    package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = set(package_dir["package-dir"].values())
+    assert folders | {"pyproject.toml", "configs", "deploy/image"} <= set(copied_paths(dockerfile))
+
+
+def test_healthcheck_fails_when_nothing_answers():
+    env = {**os.environ, "GENARM_HEALTH_URL": f"http://127.0.0.1:{free_port()}/health"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/image/healthcheck.py")], env=env, timeout=60
+    )
+    assert result.returncode == 1
+
+
+def recipe_env(venv: Path, home: Path) -> dict[str, str]:
+    """This process's environment as a fresh shell in the venv would see it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PIP_CACHE_DIR"] = str(Path("~/.cache/pip").expanduser())  # before HOME moves
+    env.update(HOME=str(home), VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:/usr/bin:/bin")
+    env.pop("GENARM_CACHE", None)
+    return env
+
+
+def run_step(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> None:
+    result = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, (
+        f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+
+
+@pytest.mark.slow
+def test_cpu_image_recipe_serves_the_demo(tmp_path):
+    app, home, venv = tmp_path / "app", tmp_path / "home", tmp_path / "venv"
+    home.mkdir()
+    for source in copied_paths("Dockerfile"):  # COPY ... ./ into WORKDIR /app
+        src, dst = ROOT / source, app / source
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    env = recipe_env(venv, home)
+
+    run_step(["sh", "deploy/image/install.sh", "cpu"], app, env, timeout=3600)
+    run_step([str(venv / "bin/genarm"), "prepare-demo"], app, env, timeout=1200)
+    assert (home / ".cache/genarm/smollm2-135m-instruct/config.json").is_file()
+
+    # ENTRYPOINT + CMD, with a free port instead of the image's 8000.
+    server = LiveServer(
+        app / "configs/demo.yaml",
+        env=env,
+        startup_timeout=1800,
+        workdir=tmp_path / "server",
+        genarm=[str(venv / "bin/genarm")],
+        cwd=app,
+        host="0.0.0.0",
+    )
+    healthcheck = [str(venv / "bin/python"), str(app / "deploy/image/healthcheck.py")]
+    health_env = {**env, "GENARM_HEALTH_URL": f"{server.url}/health"}
+    with server:
+        assert subprocess.run(healthcheck, env=health_env, timeout=60).returncode == 0
+        models = httpx.get(f"{server.base_url}/models", timeout=30).json()
+        assert [arm["name"] for arm in models["data"][0]["arms"]] == ["harmless", "concise"]
+        response = httpx.post(
+            f"{server.base_url}/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": "Name a fruit."}],
+                "max_tokens": 16,
+                "temperature": 0,
+                "reward_weights": {"concise": 1.0, "harmless": 0.5},
+            },
+            timeout=300,
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["reward_weights"] == {"harmless": 0.5, "concise": 1.0}
+        assert body["choices"][0]["message"]["content"].strip()
+    assert subprocess.run(healthcheck, env=health_env, timeout=60).returncode == 1
