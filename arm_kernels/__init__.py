@@ -24,7 +24,7 @@ import torch
 from genarm.arm_kernels.reference import fuse_reference
 from genarm.arm_kernels.torch_fuse import fuse_torch
 
-__all__ = ["fuse", "fuse_reference", "fuse_torch", "fuse_triton"]
+__all__ = ["can_fuse_in_place", "fuse", "fuse_reference", "fuse_torch", "fuse_triton"]
 
 
 def fuse_triton(
@@ -50,6 +50,20 @@ def _triton_available() -> bool:
     return True
 
 
+def can_fuse_in_place(base_logits: torch.Tensor) -> bool:
+    """Whether ``fuse(base_logits, ..., out=base_logits)`` is allowed.
+
+    The Triton kernels read each element before writing it, by the same
+    program; the torch path still needs the base after writing its output.
+    """
+    return (
+        base_logits.is_cuda
+        and base_logits.dtype == torch.float32
+        and base_logits.stride(-1) == 1
+        and _triton_available()
+    )
+
+
 def fuse(
     base_logits: torch.Tensor,
     arm_logits: Sequence[torch.Tensor],
@@ -61,7 +75,8 @@ def fuse(
 
     base_logits: [B, V]; arm_logits: K tensors [B, V] (any float dtype, computed
     in float32); weights: [B, K]. ``out``: optional float32 [B, V] to write
-    into, not overlapping the inputs. ``exact``: True (every row), False, or a
+    into, not overlapping the inputs (or base_logits itself where
+    ``can_fuse_in_place`` says so). ``exact``: True (every row), False, or a
     bool [B] tensor (on the host, to spare a GPU sync); a row that is not exact
     may come back shifted by a per-row constant.
     """

@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from genarm.arm_kernels import fuse, fuse_torch
+from genarm.arm_kernels import can_fuse_in_place, fuse, fuse_torch
 
 from support import assert_close_to_reference
 
@@ -145,6 +145,7 @@ def test_no_arms_is_log_softmax_of_base(num_rows):
 def test_fuse_uses_torch_path_on_cpu():
     base, arms, weights = make_inputs(5, 300, 2, torch.float32, seed=fresh_seed())
     assert torch.equal(fuse(base, arms, weights), fuse_torch(base, arms, weights))
+    assert not can_fuse_in_place(base)  # the torch path needs the base after writing
 
 
 def run_triton_cases() -> int:

@@ -29,7 +29,7 @@ from vllm.exceptions import VLLMValidationError
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
-from genarm.arm_kernels import fuse
+from genarm.arm_kernels import can_fuse_in_place, fuse
 from genarm.engine.arm_logits_stash import arm_logits_stash
 from genarm.reward_weights import (
     ArmSpec,
@@ -100,14 +100,18 @@ def exposes_raw_logits(vllm_config: Any) -> bool:
 
 
 class FusionOutput:
-    """One float32 [rows, V] output, grown on demand and reused every step
-    (a fresh 100 MB tensor per step would cost a write pass in page faults)."""
+    """Where a step's fusion writes: the logits themselves where the kernel
+    allows it (CUDA), else one float32 buffer grown on demand and reused every
+    step (a fresh 100 MB tensor per step would cost a write pass in page faults)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self._buffer: torch.Tensor | None = None
 
-    def rows(self, num_rows: int, vocab: int) -> torch.Tensor:
+    def for_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        if can_fuse_in_place(logits):
+            return logits
+        num_rows, vocab = logits.shape
         buffer = self._buffer
         if buffer is None or buffer.shape[0] < num_rows or buffer.shape[1] != vocab:
             buffer = torch.empty((num_rows, vocab), dtype=torch.float32, device=self.device)
@@ -170,5 +174,5 @@ class GenARMLogitsProcessor(LogitsProcessor):
         weights, exact = self._batch_state(num_rows)
         # Unguided rows ride along with zero weights, not exact: base + 0 is
         # the base logits unchanged, and no gather or scatter of rows is needed.
-        out = self._output.rows(num_rows, logits.shape[1])
+        out = self._output.for_logits(logits)
         return fuse(logits, arm_logits, weights, out=out, exact=exact)

@@ -88,7 +88,7 @@ class GenARMLogitsProcessorV2(LogitsProcessor):
         slots = ctx.idx_mapping_np[:num_rows]
         if not self._guided[slots].any():
             return logits
-        weights = self._weights[ctx.expanded_idx_mapping]
+        weights = self._weights[ctx.expanded_idx_mapping.long()]
         exact = torch.from_numpy(self._exact[slots])
-        out = self._output.rows(num_rows, logits.shape[1])
+        out = self._output.for_logits(logits)
         return fuse(logits, arm_logits, weights, out=out, exact=exact)
