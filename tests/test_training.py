@@ -464,3 +464,88 @@ def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_model
         score = dict(zip(texts, by_prompt[pair.prompt], strict=True))
         assert score[pair.rejected] - score[pair.chosen] <= 0.5
     assert not (out / "samples.jsonl").exists()  # nothing was sampled
+
+
+def test_sentence_ends_and_stopping_pairs():
+    from genarm.training.make_preferences import sentence_ends, spread, stopping_pair
+
+    text = 'Apples are red. They grow (mostly). 1. Wash them! "Eat them." Done'
+    ends = sentence_ends(text, min_words=1)
+    # After "red.", "(mostly).", "them!" and the quoted sentence; not the list's "1."
+    assert [text[:e].split()[-1] for e in ends] == ["red.", "(mostly).", "them!", 'them."']
+    assert sentence_ends(text, min_words=4) == ends[1:]  # "They grow (mostly)." is word 5
+    assert sentence_ends("No end here", 1) == [] and sentence_ends("Last one.", 1) == []
+    pair = stopping_pair("q", text, ends[0])
+    assert (pair.chosen, pair.rejected) == ("Apples are red.", "Apples are red. They")
+    assert pair.chosen_finished and not pair.rejected_finished
+    assert spread(list(range(10)), 2) == [2, 6] and spread([1, 2], 3) == [1, 2]
+
+
+def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, tmp_path):
+    """--stopping-pairs: the same sample stopped at a sentence end vs one word more;
+    with a judge, a sentence end counts only if stopping there scores no lower
+    than the whole sample minus the margin."""
+    from genarm.cli import main
+    from genarm.training.judge import Judge, JudgeConfig, train_judge
+    from genarm.training.make_preferences import sentence_ends, spread
+
+    write_pairs(tmp_path / "judge.jsonl", synthetic_pairs(4))
+    judge_cfg = JudgeConfig(
+        data=str(tmp_path / "judge.jsonl"),
+        out=str(tmp_path / "judge"),
+        base=str(tiny_models["base"]),
+        max_length=64,
+        bf16=False,
+    )
+    train_judge(judge_cfg, progress=False)
+    groups = {
+        f"Question {i}?": [
+            ["Yes it is. It is because of light. Blue light scatters more. The end.", True],
+            ["No. Short.", True],
+            ["Well, one two three four five. Six seven eight nine ten. And more", False],
+        ]
+        for i in range(2)
+    }
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(
+        "".join(json.dumps({"prompt": p, "samples": s}) + "\n" for p, s in groups.items())
+    )
+    out = tmp_path / "pairs"
+    command = ["make-preferences", "--base", str(tiny_models["base"]), "--reward", "concise"]
+    command += ["--out", str(out), "--from-samples", str(samples)]
+    command += ["--stopping-pairs", "2", "--stop-min-words", "3"]
+    assert main(command) == 0
+    pairs = load_pairs(out / "concise.jsonl")
+    expected = [
+        (prompt, text[:end])
+        for prompt, group in groups.items()
+        for text, _ in group
+        for end in spread(sentence_ends(text, 3), 2)
+    ]
+    assert [(p.prompt, p.chosen) for p in pairs] == expected
+    for pair in pairs:
+        assert pair.rejected.startswith(pair.chosen + " ")
+        assert len(pair.rejected.split()) == len(pair.chosen.split()) + 1
+
+    # The judge's drop from the whole sample to the reply stopped there, per pair;
+    # the margin sits in the widest gap between drops (clear of batching noise).
+    judge = Judge.load(tmp_path / "judge", bf16=False)
+    drops = []
+    for pair in pairs:
+        full = next(t for t, _ in groups[pair.prompt] if t.startswith(pair.chosen))
+        whole, stopped = judge.score_many([(pair.prompt, full), (pair.prompt, pair.chosen)])
+        drops.append(whole - stopped)
+    ordered = sorted(drops)
+    _, at = max((ordered[i + 1] - ordered[i], i) for i in range(len(ordered) - 1))
+    margin = (ordered[at] + ordered[at + 1]) / 2
+    judged = tmp_path / "judged"
+    judged_command = ["make-preferences", "--base", str(tiny_models["base"]), "--reward"]
+    judged_command += ["concise", "--out", str(judged), "--from-samples", str(samples)]
+    judged_command += ["--stopping-pairs", "2", "--stop-min-words", "3"]
+    judged_command += ["--holistic-judge", str(tmp_path / "judge")]
+    judged_command += ["--holistic-margin", repr(margin)]
+    assert main(judged_command) == 0
+    kept = load_pairs(judged / "concise.jsonl")
+    want = [pair for pair, drop in zip(pairs, drops, strict=True) if drop <= margin]
+    assert [(p.prompt, p.chosen) for p in kept] == [(p.prompt, p.chosen) for p in want]
+    assert 0 < len(kept) < len(pairs)

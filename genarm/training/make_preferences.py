@@ -12,6 +12,17 @@ not to mind, ALaRM's hierarchical rule (Lai et al., 2024): the aspect decides
 the preference, and the holistic score may not prefer the rejected reply by
 more than ``--holistic-margin``. So a `concise` ARM learns "shorter and as
 good", not "cut off".
+
+``--stopping-pairs N`` makes pairs that differ only where a reply stops: the
+same sample up to a sentence end, once ending there (chosen) and once going
+on with its next word (rejected, cut off). The shared prefix cancels out of
+GenARM's loss, which then compares exactly log π(end of turn | prefix) with
+log π(next word | prefix): the decision a `concise` ARM should move, with no
+content of its own to learn (whole shorter-vs-longer replies taught the
+base's short apologies instead). With ``--holistic-judge`` a sentence end is
+used only where the judge scores the reply stopped there no lower than the
+whole sample minus the margin, so the ARM learns to stop where an answer is
+complete.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import argparse
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 from genarm.training.preference_data import PreferencePair, write_pairs
@@ -90,6 +102,46 @@ def length_matched(pair: PreferencePair, tokenizer) -> PreferencePair:
         return pair
     cut = tokenizer.decode(rejected[: len(chosen) + 1])
     return PreferencePair(pair.prompt, pair.chosen, cut, pair.chosen_finished, False)
+
+
+# A sentence end that more text follows: . ! or ? (not after a digit, as in a
+# numbered list), closing quotes or brackets, then whitespace and a word.
+_SENTENCE_END = re.compile(r"(?<![0-9])[.!?][\"')\]]*(?=\s+\S)")
+
+
+def sentence_ends(text: str, min_words: int) -> list[int]:
+    """Offsets just past each sentence end with at least ``min_words`` words before it."""
+    return [
+        m.end() for m in _SENTENCE_END.finditer(text) if len(text[: m.end()].split()) >= min_words
+    ]
+
+
+def spread(items: list, count: int) -> list:
+    """``count`` items evenly spread over ``items`` (all of them if there are fewer)."""
+    if len(items) <= count:
+        return list(items)
+    return [items[round((i + 1) * len(items) / (count + 1)) - 1] for i in range(count)]
+
+
+def stopping_pair(prompt: str, text: str, end: int) -> PreferencePair:
+    """``text`` stopped at ``end`` (chosen) vs the same text going on one word (rejected)."""
+    next_word = re.match(r"\s+\S+", text[end:])
+    if next_word is None:
+        raise ValueError(f"no word follows offset {end}")
+    prefix = text[:end]
+    return PreferencePair(prompt, prefix, prefix + next_word.group(0), True, False)
+
+
+def stopping_candidates(
+    prompts: list[str], texts: list[list[str]], per_sample: int, min_words: int
+) -> list[tuple[int, int, int]]:
+    """(prompt index, sample index, sentence end) for up to ``per_sample`` ends per sample."""
+    return [
+        (p, s, end)
+        for p, group in enumerate(texts)
+        for s, text in enumerate(group)
+        for end in spread(sentence_ends(text, min_words), per_sample)
+    ]
 
 
 def holistic_scores(judge_path: str, base: str, groups: list[tuple[str, list[str]]]):
@@ -185,6 +237,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "for length rewards, whose pairs a sum of log-probabilities already orders",
     )
     pairing.add_argument(
+        "--stopping-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of whole replies: up to N pairs per sample that differ only in stopping "
+        "at a sentence end (chosen) or going on one word (rejected); for length rewards",
+    )
+    pairing.add_argument(
+        "--stop-min-words",
+        type=int,
+        default=20,
+        help="--stopping-pairs: sentence ends after at least this many words",
+    )
+    pairing.add_argument(
         "--chosen-must-finish",
         action="store_true",
         help="never choose a reply that was cut off by --max-tokens",
@@ -224,6 +290,14 @@ def run(args: argparse.Namespace) -> int:
         with open(out / "holistic_scores.jsonl", "w") as f:
             for prompt, scores in zip(prompts, holistic, strict=True):
                 f.write(json.dumps({"prompt": prompt, "scores": scores}) + "\n")
+    if args.stopping_pairs:
+        pairs = _stopping_pairs(args, prompts, texts, holistic)
+        for name in args.reward:
+            count = write_pairs(out / f"{name}.jsonl", pairs)
+            print(
+                f"{name}: {count} stopping pairs from {len(prompts)} prompts -> {out / name}.jsonl"
+            )
+        return 0
     for name in args.reward:
         reward = REWARDS[name]
         pairs, unfiltered = [], 0
@@ -251,3 +325,26 @@ def run(args: argparse.Namespace) -> int:
         rule = f", {unfiltered - count} dropped by the holistic rule" if holistic else ""
         print(f"{name}: {count} pairs from {len(prompts)} prompts{rule} -> {out / name}.jsonl")
     return 0
+
+
+def _stopping_pairs(
+    args: argparse.Namespace,
+    prompts: list[str],
+    texts: list[list[str]],
+    holistic: list[list[float]] | None,
+) -> list[PreferencePair]:
+    """``--stopping-pairs``: the candidates, kept by the judge's rule when there is one."""
+    candidates = stopping_candidates(prompts, texts, args.stopping_pairs, args.stop_min_words)
+    pairs = [stopping_pair(prompts[p], texts[p][s], end) for p, s, end in candidates]
+    if holistic is None:
+        return pairs
+    stopped = holistic_scores(
+        args.holistic_judge, args.base, [(pair.prompt, [pair.chosen]) for pair in pairs]
+    )
+    kept = [
+        pair
+        for pair, (p, s, _), (score,) in zip(pairs, candidates, stopped, strict=True)
+        if holistic[p][s] - score <= args.holistic_margin
+    ]
+    print(f"stopping pairs: {len(kept)} of {len(pairs)} kept by the holistic rule")
+    return kept
