@@ -156,3 +156,12 @@ def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path
     assert not any(e["eligible"] for e in summary["evaluations"])
     assert set(summary["evaluations"][0]["fluency"]) == {"0", "1", "3"}
     assert (tmp_path / "arm" / "adapter_model.safetensors").is_file()
+
+
+def test_evaluations_follow_eval_every_and_the_last_step():
+    from genarm.training.train_arm import is_eval_step
+
+    # 346 steps per epoch, 1038 in all: with eval_every 116, no extra one at 346 or 692.
+    every = [s for s in range(1, 1039) if is_eval_step(s, 346, 1038, 116)]
+    assert every == [116, 232, 348, 464, 580, 696, 812, 928, 1038]
+    assert [s for s in range(1, 11) if is_eval_step(s, 4, 10, None)] == [4, 8, 10]

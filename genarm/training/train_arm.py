@@ -257,9 +257,14 @@ def _evaluate(model, tokenizer, val, encoded_val, pad_id, cfg, autocast, step, e
     return evaluation
 
 
-def _is_eval_step(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainConfig) -> bool:
-    every = cfg.eval_every or steps_per_epoch
-    return step % every == 0 or step % steps_per_epoch == 0 or step == total_steps
+def is_eval_step(step: int, steps_per_epoch: int, total_steps: int, eval_every: int | None) -> bool:
+    """Every ``eval_every`` steps (default: each epoch's end), and at the last step.
+
+    Not also at epoch ends when ``eval_every`` is set: an epoch-end evaluation a
+    few steps from a scheduled one counted twice against the early-stopping
+    patience (the harmless run of 2026-11-28 evaluated at steps 346 and 348).
+    """
+    return step % (eval_every or steps_per_epoch) == 0 or step == total_steps
 
 
 def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -344,7 +349,9 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
             acc=f"{sum(stats['accuracy'][recent]) / len(stats['accuracy'][recent]):.2f}",
         )
         bar.update(1)
-        evaluated = bool(encoded_val) and _is_eval_step(step, steps_per_epoch, total_steps, cfg)
+        evaluated = bool(encoded_val) and is_eval_step(
+            step, steps_per_epoch, total_steps, cfg.eval_every
+        )
         if evaluated:
             evaluation = _evaluate(
                 model, tokenizer, val, encoded_val, pad_id, cfg, autocast, step,
