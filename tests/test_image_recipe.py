@@ -105,6 +105,7 @@ def run_step(command: list[str], cwd: Path, env: dict[str, str], timeout: float)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2700)  # a pip install of torch + vLLM, then a cold compiled start
 def test_cpu_image_recipe_serves_the_demo(tmp_path):
     app, home, venv = tmp_path / "app", tmp_path / "home", tmp_path / "venv"
     home.mkdir()
