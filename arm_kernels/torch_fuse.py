@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import torch
 
+from genarm.arm_kernels.normalizer import exact_row_indices, log_normalizer
+
 # Rows per chunk of the log-sum-exp: 32 rows of a 128k vocabulary in float32
 # (16 MiB) stay in a server CPU's last-level cache between max, exp and sum.
 LSE_ROW_CHUNK = 32
@@ -49,7 +51,7 @@ def fuse_torch(
     written in full and returned.
     """
     weights = weights.to(torch.float32)
-    exact_rows = _exact_rows(exact, base_logits.shape[0])
+    exact_rows = exact_row_indices(exact, base_logits.shape[0])
     shift = None
     if exact_rows is None or exact_rows.numel():
         shift = _log_normalizer(base_logits, arm_logits, weights, exact_rows)
@@ -60,16 +62,6 @@ def fuse_torch(
         return out.sub_(shift[:, None])
     out[exact_rows] -= shift[:, None]
     return out
-
-
-def _exact_rows(exact: bool | torch.Tensor, num_rows: int) -> torch.Tensor | None:
-    """Indices of the exact rows; None means every row (no indexing needed)."""
-    if isinstance(exact, bool):
-        return None if exact else torch.zeros(0, dtype=torch.long)
-    if exact.shape != (num_rows,):
-        raise ValueError(f"exact must be a bool or a [{num_rows}] tensor, got {exact.shape}")
-    rows = exact.nonzero().flatten()
-    return None if rows.numel() == num_rows else rows
 
 
 def _weighted_sum(
@@ -148,13 +140,8 @@ def _log_normalizer(
     if rows is not None:
         base_logits, weights = base_logits[rows], weights[rows]
         arm_logits = [arm[rows] for arm in arm_logits]
-    shift = row_logsumexp(base_logits)
-    for k, arm in enumerate(arm_logits):
-        w = weights[:, k]
-        shift += torch.where(w == 0, 0.0, w * row_logsumexp(arm))
-    # A row whose base or weighted ARM rules out every token is -inf throughout
-    # already; subtracting a non-finite constant would only turn it into NaN.
-    return shift.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    lse = torch.stack([row_logsumexp(x) for x in (base_logits, *arm_logits)], dim=1)
+    return log_normalizer(lse, weights)
 
 
 def row_logsumexp(x: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
+from genarm.arm_kernels.normalizer import exact_row_indices, log_normalizer
+
 MAX_ARMS = 4
 BLOCK = 1024
 NUM_WARPS = 4
@@ -216,12 +218,7 @@ def _log_normalizer(
             num_warps=NUM_WARPS,
         )
         lse.append(torch.logsumexp(partial, dim=1))
-    lse = torch.cat(lse, dim=1)  # [rows, 1 + K]: base, then every ARM
-    w = weights[rows]
-    terms = torch.where(w == 0, 0.0, w * lse[:, 1:])
-    # A row whose base or weighted ARM rules out every token is -inf throughout
-    # already; subtracting a non-finite constant would only turn it into NaN.
-    row_shift = (lse[:, 0] + terms.sum(dim=1)).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    row_shift = log_normalizer(torch.cat(lse, dim=1), weights[rows])
     shift = torch.zeros(base.shape[0], dtype=torch.float32, device=base.device)
     return shift.index_copy_(0, rows, row_shift)
 
@@ -254,7 +251,8 @@ def fuse_triton(
     arms = [a if a.stride(-1) == 1 else a.contiguous() for a in arm_logits]
     weights = weights.to(device=base.device, dtype=torch.float32).contiguous()
     chunk = chunk or chunk_size(num_rows, vocab, base.device, block)
-    rows = _exact_row_indices(exact, num_rows, base.device)
+    rows = exact_row_indices(exact, num_rows)
+    rows = torch.arange(num_rows, device=base.device) if rows is None else rows.to(base.device)
     shift = None
     if rows.numel():
         # Before the fusion: ``out`` may be ``base`` itself.
@@ -282,16 +280,3 @@ def fuse_triton(
             num_warps=NUM_WARPS,
         )
     return out
-
-
-def _exact_row_indices(
-    exact: bool | torch.Tensor, num_rows: int, device: torch.device
-) -> torch.Tensor:
-    if isinstance(exact, bool):
-        if exact:
-            return torch.arange(num_rows, device=device)
-        return torch.zeros(0, dtype=torch.long, device=device)
-    if exact.shape != (num_rows,):
-        raise ValueError(f"exact must be a bool or a [{num_rows}] tensor, got {exact.shape}")
-    # A host mask (what the logits processor has) costs no device sync here.
-    return exact.nonzero().flatten().to(device)

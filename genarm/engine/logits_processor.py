@@ -83,14 +83,19 @@ def validate_reward_weights(specs: Sequence[ArmSpec], sampling_params: Any) -> N
 
 
 def row_guidance(
-    specs: Sequence[ArmSpec], params: Any, penalty_needs_exact: bool
+    specs: Sequence[ArmSpec], params: Any, *, penalty_needs_exact: bool, all_exact: bool
 ) -> tuple[tuple[float, ...], bool] | None:
     """A new row's (weights, exact), None if unguided. The weights were admitted
-    by ``validate_reward_weights``: a read that cannot fail in the worker."""
+    by ``validate_reward_weights``: a read that cannot fail in the worker.
+
+    Exact: every guided row when ``all_exact`` (``exposes_raw_logits``), else a
+    row with a repetition penalty where the runner applies it after the processor.
+    """
     weights = admitted_weights(specs, requested_weights(params))
     if not any(weights):
         return None
-    return weights, penalty_needs_exact and params.repetition_penalty != 1.0
+    penalised = penalty_needs_exact and params.repetition_penalty != 1.0
+    return weights, all_exact or penalised
 
 
 def exposes_raw_logits(vllm_config: Any) -> bool:
@@ -148,10 +153,7 @@ class GenARMLogitsProcessor(LogitsProcessor):
             self._batch = None
 
     def _row_guidance(self, params, _prompt_ids, _output_ids):
-        guidance = row_guidance(self.specs, params, penalty_needs_exact=True)
-        if guidance is None or not self.all_exact:
-            return guidance
-        return guidance[0], True
+        return row_guidance(self.specs, params, penalty_needs_exact=True, all_exact=self.all_exact)
 
     def _batch_state(self, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, K] weights on the device and the host [B] mask of exact rows."""

@@ -65,11 +65,13 @@ class GenARMLogitsProcessorV2(LogitsProcessor):
 
     def add_request(self, req_idx: int, sampling_params) -> bool:
         # A reused slot: every field is overwritten, guided or not.
-        guidance = row_guidance(self.specs, sampling_params, penalty_needs_exact=False)
+        guidance = row_guidance(
+            self.specs, sampling_params, penalty_needs_exact=False, all_exact=self.all_exact
+        )
         weights, exact = guidance or ((0.0,) * len(self.specs), False)
         self._host_weights[req_idx] = torch.tensor(weights, dtype=torch.float32)
         self._guided[req_idx] = guidance is not None
-        self._exact[req_idx] = exact or (self.all_exact and guidance is not None)
+        self._exact[req_idx] = exact
         self._stale = True
         return guidance is not None
 
