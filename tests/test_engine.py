@@ -20,12 +20,17 @@ MAX_TOKENS = 32
 LOGPROB_POSITIONS = 8
 
 
-def sampling(weights: dict | None, max_tokens: int = MAX_TOKENS, **kw):
+def sampling(weights: dict | None, max_tokens: int = MAX_TOKENS, logprobs: int = 5, **kw):
     from vllm import SamplingParams
 
     extra = None if weights is None else {"reward_weights": weights}
     return SamplingParams(
-        max_tokens=max_tokens, temperature=0.0, ignore_eos=True, logprobs=5, extra_args=extra, **kw
+        max_tokens=max_tokens,
+        temperature=0.0,
+        ignore_eos=True,
+        logprobs=logprobs,
+        extra_args=extra,
+        **kw,
     )
 
 
@@ -89,21 +94,14 @@ def test_repetition_penalty_sees_the_exact_guided_logprobs(
     penalty scales positive and negative logits differently, so (V1 runs the
     processor before it) its rows must get exactly log_softmax(base) + Σ α
     log_softmax(arm), which the penalty then scales (prompt and output tokens)."""
-    from vllm import SamplingParams
-
     from genarm.arm_kernels import fuse_reference
 
     weights = (0.5, 2.0)
 
-    def params(penalty: float, logprobs: int = 20) -> SamplingParams:
-        return SamplingParams(
-            max_tokens=MAX_TOKENS,
-            temperature=0.0,
-            ignore_eos=True,
-            logprobs=logprobs,  # 20: deep enough to list penalised tokens too
-            repetition_penalty=penalty,
-            extra_args={"reward_weights": {"arm_a": weights[0], "arm_b": weights[1]}},
-        )
+    def params(penalty: float, logprobs: int = 20):
+        # 20 logprobs: deep enough to list penalised tokens too.
+        requested = {"arm_a": weights[0], "arm_b": weights[1]}
+        return sampling(requested, logprobs=logprobs, repetition_penalty=penalty)
 
     # A prompt that ends in the guided model's own favourite tokens, so that
     # the penalty has probability mass to move.

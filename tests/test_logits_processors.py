@@ -68,12 +68,17 @@ STEPS = [
 ]
 
 
+def vllm_config(all_exact: bool) -> SimpleNamespace:
+    """What the processors read of vLLM's config: the logprobs mode."""
+    mode = "processed_logits" if all_exact else "processed_logprobs"
+    return SimpleNamespace(model_config=SimpleNamespace(logprobs_mode=mode))
+
+
 class V1Driver:
     """vLLM V1's persistent batch: adds fill holes, then the last rows move into holes."""
 
     def __init__(self, all_exact: bool) -> None:
-        mode = "processed_logits" if all_exact else "processed_logprobs"
-        config = SimpleNamespace(model_config=SimpleNamespace(logprobs_mode=mode))
+        config = vllm_config(all_exact)
         self.processor = processor_for(SPECS, "v1")(config, torch.device("cpu"), False)
         self.rows: list[str | None] = []
 
@@ -112,8 +117,7 @@ class V2Driver:
     """Model Runner V2: requests own slots (lowest free first); rows are in any order."""
 
     def __init__(self, all_exact: bool) -> None:
-        mode = "processed_logits" if all_exact else "processed_logprobs"
-        config = SimpleNamespace(model_config=SimpleNamespace(logprobs_mode=mode))
+        config = vllm_config(all_exact)
         states = LogitsProcRequestState(
             device=torch.device("cpu"),
             max_num_reqs=MAX_REQS,

@@ -411,11 +411,9 @@ def test_make_preferences_is_reproducible_and_splits_prompts(tiny_models, tmp_pa
         assert (chosen, rejected) == (scores[-1], scores[0])
 
 
-def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_models, tmp_path):
-    """--from-samples re-pairs an earlier run's samples without sampling;
-    --holistic-judge scores each sample with the judge and applies the rule."""
-    from genarm.cli import main
-    from genarm.training.judge import Judge, JudgeConfig, train_judge
+def train_tiny_judge(tiny_models, tmp_path) -> None:
+    """A judge on the tiny base, trained on synthetic pairs, in ``tmp_path/judge``."""
+    from genarm.training.judge import JudgeConfig, train_judge
 
     write_pairs(tmp_path / "judge.jsonl", synthetic_pairs(4))
     judge_cfg = JudgeConfig(
@@ -426,6 +424,23 @@ def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_model
         bf16=False,
     )
     train_judge(judge_cfg, progress=False)
+
+
+def write_samples(path, groups: dict):
+    """A samples.jsonl as make-preferences writes it: {prompt: [[text, finished], ...]}."""
+    path.write_text(
+        "".join(json.dumps({"prompt": p, "samples": s}) + "\n" for p, s in groups.items())
+    )
+    return path
+
+
+def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_models, tmp_path):
+    """--from-samples re-pairs an earlier run's samples without sampling;
+    --holistic-judge scores each sample with the judge and applies the rule."""
+    from genarm.cli import main
+    from genarm.training.judge import Judge
+
+    train_tiny_judge(tiny_models, tmp_path)
     groups = {
         f"Question number {i}?": [
             ["yes", True],
@@ -435,10 +450,7 @@ def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_model
         ]
         for i in range(3)
     }
-    samples = tmp_path / "samples.jsonl"
-    samples.write_text(
-        "".join(json.dumps({"prompt": p, "samples": s}) + "\n" for p, s in groups.items())
-    )
+    samples = write_samples(tmp_path / "samples.jsonl", groups)
     out = tmp_path / "pairs"
     command = ["make-preferences", "--base", str(tiny_models["base"]), "--reward", "concise"]
     command += ["--out", str(out), "--from-samples", str(samples), "--pairs-per-prompt", "2"]
@@ -486,18 +498,10 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
     with a judge, a sentence end counts only if stopping there scores no lower
     than the whole sample minus the margin."""
     from genarm.cli import main
-    from genarm.training.judge import Judge, JudgeConfig, train_judge
+    from genarm.training.judge import Judge
     from genarm.training.make_preferences import sentence_ends, spread
 
-    write_pairs(tmp_path / "judge.jsonl", synthetic_pairs(4))
-    judge_cfg = JudgeConfig(
-        data=str(tmp_path / "judge.jsonl"),
-        out=str(tmp_path / "judge"),
-        base=str(tiny_models["base"]),
-        max_length=64,
-        bf16=False,
-    )
-    train_judge(judge_cfg, progress=False)
+    train_tiny_judge(tiny_models, tmp_path)
     groups = {
         f"Question {i}?": [
             ["Yes it is. It is because of light. Blue light scatters more. The end.", True],
@@ -506,10 +510,7 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
         ]
         for i in range(2)
     }
-    samples = tmp_path / "samples.jsonl"
-    samples.write_text(
-        "".join(json.dumps({"prompt": p, "samples": s}) + "\n" for p, s in groups.items())
-    )
+    samples = write_samples(tmp_path / "samples.jsonl", groups)
     out = tmp_path / "pairs"
     command = ["make-preferences", "--base", str(tiny_models["base"]), "--reward", "concise"]
     command += ["--out", str(out), "--from-samples", str(samples)]
