@@ -104,9 +104,19 @@ def run_step(command: list[str], cwd: Path, env: dict[str, str], timeout: float)
     )
 
 
+@pytest.fixture
+def scratch(tmp_path):
+    """tmp_path, deleted afterwards: the venv and HOME hold ~4 GB (torch, vLLM, the
+    demo's models), and pytest keeps the last three runs' tmp_path on a disk that CI
+    shares (a full disk failed CI's own set-up once)."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(2700)  # a pip install of torch + vLLM, then a cold compiled start
-def test_cpu_image_recipe_serves_the_demo(tmp_path):
+def test_cpu_image_recipe_serves_the_demo(scratch):
+    tmp_path = scratch
     app, home, venv = tmp_path / "app", tmp_path / "home", tmp_path / "venv"
     home.mkdir()
     for source in copied_paths("Dockerfile"):  # COPY ... ./ into WORKDIR /app
