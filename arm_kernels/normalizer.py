@@ -1,8 +1,9 @@
-"""What the CPU and CUDA paths share about exact rows: which rows, and their constant.
+"""The torch path's exact rows: which rows, and their constant.
 
 log_softmax(x) = x - lse(x), so an exact row is the weighted sum minus
-``c = lse(base) + Σ_k w_k·lse(arm_k)``; each path computes the log-sum-exps its
-own way and combines them here.
+``c = lse(base) + Σ_k w_k·lse(arm_k)``. The CUDA kernel computes the same
+constant on the device (``triton_fuse._log_normalizer``), with the same rules,
+since any torch op between its launches cost more than the fusion itself.
 """
 
 from __future__ import annotations

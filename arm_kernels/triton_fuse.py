@@ -4,11 +4,16 @@ log_softmax(x) = x - lse(x), so the fusion is ``base + Σ_k w_k·arm_k - c``
 with one constant per row, ``c = lse(base) + Σ_k w_k·lse(arm_k)``. Two kernels:
 
 - ``_partial_lse_kernel`` (exact rows only): each program takes one chunk of
-  one row and writes the chunk's log-sum-exp of every input; a few tiny torch
-  ops merge the chunks into ``c``.
+  one row and writes the chunk's log-sum-exp of every input.
 - ``_fuse_kernel``: each program streams one chunk of one row once, reading
   every input and writing ``base + Σ_k w_k·arm_k - c`` (``c`` = 0 for rows that
-  may be shifted).
+  may be shifted); for an exact row it first merges the row's chunk
+  log-sum-exps into ``c`` itself.
+
+Nothing but these launches runs on the device: on an H200 under a decode-sized
+batch, each extra torch op between them cost more than the memory traffic
+(issue 16; the first version merged ``c`` with ~10 small torch ops and an
+exact row took ~550 µs at any size).
 
 A row that may be shifted thus costs one read of its inputs and one write,
 the memory-bound minimum; an exact row one more read of its inputs. Splitting
@@ -27,13 +32,12 @@ import torch
 import triton
 import triton.language as tl
 
-from genarm.arm_kernels.normalizer import exact_row_indices, log_normalizer
-
 MAX_ARMS = 4
 BLOCK = 1024
-NUM_WARPS = 4
+NUM_WARPS = 8
 # Programs to aim for per launch: enough waves for every SM of a large GPU.
-PROGRAMS_PER_SM = 4
+PROGRAMS_PER_SM = 16
+PARTS_BLOCK = 128  # chunk log-sum-exps merged per step (a row has at most ~150 chunks)
 
 
 @triton.jit
@@ -41,63 +45,6 @@ def _weighted_term(x, w):
     """w · x, 0 for a zero weight, -inf where the ARM rules a token out."""
     term = tl.where(x == float("-inf"), float("-inf"), w * x)
     return tl.where(w == 0.0, 0.0, term)
-
-
-@triton.jit
-def _fuse_kernel(
-    out_ptr,
-    base_ptr,
-    arm0_ptr,
-    arm1_ptr,
-    arm2_ptr,
-    arm3_ptr,
-    w_ptr,
-    shift_ptr,
-    V,
-    chunk,
-    stride_out,
-    stride_base,
-    stride_arm0,
-    stride_arm1,
-    stride_arm2,
-    stride_arm3,
-    stride_w,
-    K: tl.constexpr,
-    HAS_BASE: tl.constexpr,
-    HAS_SHIFT: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    row = tl.program_id(0).to(tl.int64)
-    begin = tl.program_id(1) * chunk
-    end = tl.minimum(begin + chunk, V)
-    lanes = tl.arange(0, BLOCK)
-    w_0 = tl.load(w_ptr + row * stride_w + 0) if K > 0 else 0.0
-    w_1 = tl.load(w_ptr + row * stride_w + 1) if K > 1 else 0.0
-    w_2 = tl.load(w_ptr + row * stride_w + 2) if K > 2 else 0.0
-    w_3 = tl.load(w_ptr + row * stride_w + 3) if K > 3 else 0.0
-    shift = tl.load(shift_ptr + row) if HAS_SHIFT else 0.0
-    for start in range(begin, end, BLOCK):
-        cols = start + lanes
-        mask = cols < end
-        if HAS_BASE:
-            acc = tl.load(base_ptr + row * stride_base + cols, mask=mask).to(tl.float32)
-        else:  # a later launch for ARMs beyond MAX_ARMS: add to what the first wrote
-            acc = tl.load(out_ptr + row * stride_out + cols, mask=mask)
-        if K > 0:
-            x = tl.load(arm0_ptr + row * stride_arm0 + cols, mask=mask)
-            acc += _weighted_term(x.to(tl.float32), w_0)
-        if K > 1:
-            x = tl.load(arm1_ptr + row * stride_arm1 + cols, mask=mask)
-            acc += _weighted_term(x.to(tl.float32), w_1)
-        if K > 2:
-            x = tl.load(arm2_ptr + row * stride_arm2 + cols, mask=mask)
-            acc += _weighted_term(x.to(tl.float32), w_2)
-        if K > 3:
-            x = tl.load(arm3_ptr + row * stride_arm3 + cols, mask=mask)
-            acc += _weighted_term(x.to(tl.float32), w_3)
-        if HAS_SHIFT:
-            acc = acc - shift
-        tl.store(out_ptr + row * stride_out + cols, acc, mask=mask)
 
 
 @triton.jit
@@ -121,9 +68,127 @@ def _chunk_lse(ptr, stride, row, begin, end, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _is_exact(exact_ptr, row, EXACT: tl.constexpr):
+    """EXACT 0: no row, 1: every row, 2: the rows a [B] mask on the device marks."""
+    if EXACT == 2:
+        return tl.load(exact_ptr + row) != 0
+    else:
+        return EXACT == 1
+
+
+@triton.jit
+def _weighted_lse(lse_ptr, slot, num_rows, parts, row, w, PARTS_BLOCK: tl.constexpr):
+    """w · lse(x[row]) from the chunks' log-sum-exps (slot-major [SLOTS, B, parts])."""
+    lse = _chunk_lse(lse_ptr + slot * num_rows * parts, parts, row, 0, parts, PARTS_BLOCK)
+    return tl.where(w == 0.0, 0.0, w * lse)
+
+
+@triton.jit
+def _log_normalizer(
+    lse_ptr,
+    num_rows,
+    parts,
+    row,
+    w_0,
+    w_1,
+    w_2,
+    w_3,
+    K: tl.constexpr,
+    HAS_BASE: tl.constexpr,
+    PARTS_BLOCK: tl.constexpr,
+):
+    """This launch's share of c: lse(base) (first launch) + Σ_k w_k·lse(arm_k).
+
+    Merged from the chunks' log-sum-exps by every program of the row (a few
+    hundred floats, from L2): no torch ops and no launch between the kernels.
+    """
+    c = 0.0
+    if HAS_BASE:
+        c += _weighted_lse(lse_ptr, 0, num_rows, parts, row, 1.0, PARTS_BLOCK)
+    first: tl.constexpr = 1 if HAS_BASE else 0
+    if K > 0:
+        c += _weighted_lse(lse_ptr, first + 0, num_rows, parts, row, w_0, PARTS_BLOCK)
+    if K > 1:
+        c += _weighted_lse(lse_ptr, first + 1, num_rows, parts, row, w_1, PARTS_BLOCK)
+    if K > 2:
+        c += _weighted_lse(lse_ptr, first + 2, num_rows, parts, row, w_2, PARTS_BLOCK)
+    if K > 3:
+        c += _weighted_lse(lse_ptr, first + 3, num_rows, parts, row, w_3, PARTS_BLOCK)
+    # A row whose base or weighted ARM rules out every token is -inf throughout
+    # already; subtracting a non-finite constant would only turn it into NaN.
+    return tl.where((c == c) & (tl.abs(c) != float("inf")), c, 0.0)
+
+
+@triton.jit
+def _fuse_kernel(
+    out_ptr,
+    base_ptr,
+    arm0_ptr,
+    arm1_ptr,
+    arm2_ptr,
+    arm3_ptr,
+    w_ptr,
+    exact_ptr,
+    lse_ptr,
+    V,
+    chunk,
+    parts,
+    num_rows,
+    stride_out,
+    stride_base,
+    stride_arm0,
+    stride_arm1,
+    stride_arm2,
+    stride_arm3,
+    stride_w,
+    K: tl.constexpr,
+    HAS_BASE: tl.constexpr,
+    EXACT: tl.constexpr,
+    BLOCK: tl.constexpr,
+    PARTS_BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    begin = tl.program_id(1) * chunk
+    end = tl.minimum(begin + chunk, V)
+    lanes = tl.arange(0, BLOCK)
+    w_0 = tl.load(w_ptr + row * stride_w + 0) if K > 0 else 0.0
+    w_1 = tl.load(w_ptr + row * stride_w + 1) if K > 1 else 0.0
+    w_2 = tl.load(w_ptr + row * stride_w + 2) if K > 2 else 0.0
+    w_3 = tl.load(w_ptr + row * stride_w + 3) if K > 3 else 0.0
+    shift = 0.0
+    if EXACT != 0:
+        if _is_exact(exact_ptr, row, EXACT):
+            shift = _log_normalizer(
+                lse_ptr, num_rows, parts, row, w_0, w_1, w_2, w_3, K, HAS_BASE, PARTS_BLOCK
+            )
+    for start in range(begin, end, BLOCK):
+        cols = start + lanes
+        mask = cols < end
+        if HAS_BASE:
+            acc = tl.load(base_ptr + row * stride_base + cols, mask=mask).to(tl.float32)
+        else:  # a later launch for ARMs beyond MAX_ARMS: add to what the first wrote
+            acc = tl.load(out_ptr + row * stride_out + cols, mask=mask)
+        if K > 0:
+            x = tl.load(arm0_ptr + row * stride_arm0 + cols, mask=mask)
+            acc += _weighted_term(x.to(tl.float32), w_0)
+        if K > 1:
+            x = tl.load(arm1_ptr + row * stride_arm1 + cols, mask=mask)
+            acc += _weighted_term(x.to(tl.float32), w_1)
+        if K > 2:
+            x = tl.load(arm2_ptr + row * stride_arm2 + cols, mask=mask)
+            acc += _weighted_term(x.to(tl.float32), w_2)
+        if K > 3:
+            x = tl.load(arm3_ptr + row * stride_arm3 + cols, mask=mask)
+            acc += _weighted_term(x.to(tl.float32), w_3)
+        if EXACT != 0:
+            acc = acc - shift
+        tl.store(out_ptr + row * stride_out + cols, acc, mask=mask)
+
+
+@triton.jit
 def _partial_lse_kernel(
     lse_ptr,
-    rows_ptr,
+    exact_ptr,
     base_ptr,
     arm0_ptr,
     arm1_ptr,
@@ -131,6 +196,7 @@ def _partial_lse_kernel(
     arm3_ptr,
     V,
     chunk,
+    num_rows,
     stride_base,
     stride_arm0,
     stride_arm1,
@@ -138,28 +204,29 @@ def _partial_lse_kernel(
     stride_arm3,
     K: tl.constexpr,
     HAS_BASE: tl.constexpr,
-    SLOTS: tl.constexpr,
+    EXACT: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """lse[i, chunk, slot] for row rows[i]: slot 0 the base (if HAS_BASE), then the ARMs."""
-    i = tl.program_id(0).to(tl.int64)
+    """lse[slot, row, chunk]: slot 0 the base (if HAS_BASE), then the ARMs; exact rows only."""
+    row = tl.program_id(0).to(tl.int64)
     part = tl.program_id(1)
-    num_parts = tl.num_programs(1)
-    row = tl.load(rows_ptr + i).to(tl.int64)
-    begin = part * chunk
-    end = tl.minimum(begin + chunk, V)
-    out = lse_ptr + (i * num_parts + part) * SLOTS
-    if HAS_BASE:
-        tl.store(out, _chunk_lse(base_ptr, stride_base, row, begin, end, BLOCK))
-        out += 1
-    if K > 0:
-        tl.store(out + 0, _chunk_lse(arm0_ptr, stride_arm0, row, begin, end, BLOCK))
-    if K > 1:
-        tl.store(out + 1, _chunk_lse(arm1_ptr, stride_arm1, row, begin, end, BLOCK))
-    if K > 2:
-        tl.store(out + 2, _chunk_lse(arm2_ptr, stride_arm2, row, begin, end, BLOCK))
-    if K > 3:
-        tl.store(out + 3, _chunk_lse(arm3_ptr, stride_arm3, row, begin, end, BLOCK))
+    parts = tl.num_programs(1)
+    if _is_exact(exact_ptr, row, EXACT):
+        begin = part * chunk
+        end = tl.minimum(begin + chunk, V)
+        out = lse_ptr + row * parts + part
+        step = num_rows * parts
+        if HAS_BASE:
+            tl.store(out, _chunk_lse(base_ptr, stride_base, row, begin, end, BLOCK))
+            out += step
+        if K > 0:
+            tl.store(out, _chunk_lse(arm0_ptr, stride_arm0, row, begin, end, BLOCK))
+        if K > 1:
+            tl.store(out + step, _chunk_lse(arm1_ptr, stride_arm1, row, begin, end, BLOCK))
+        if K > 2:
+            tl.store(out + 2 * step, _chunk_lse(arm2_ptr, stride_arm2, row, begin, end, BLOCK))
+        if K > 3:
+            tl.store(out + 3 * step, _chunk_lse(arm3_ptr, stride_arm3, row, begin, end, BLOCK))
 
 
 @cache
@@ -184,43 +251,23 @@ def _arm_groups(arms: list[torch.Tensor], out: torch.Tensor):
         yield start, len(group), group + [out] * (MAX_ARMS - len(group))
 
 
-def _log_normalizer(
-    base: torch.Tensor,
-    arms: list[torch.Tensor],
-    weights: torch.Tensor,
-    rows: torch.Tensor,
-    chunk: int,
-    block: int,
-    out: torch.Tensor,
-) -> torch.Tensor:
-    """c = lse(base) + Σ_k w_k·lse(arm_k) for ``rows``, as a float32 [B] (0 elsewhere)."""
-    vocab = base.shape[1]
-    parts = triton.cdiv(vocab, chunk)
-    lse = []
-    for start, num_arms, slots in _arm_groups(arms, out):
-        first = start == 0
-        partial = torch.empty(
-            (rows.numel(), parts, num_arms + first), dtype=torch.float32, device=base.device
-        )
-        _partial_lse_kernel[(rows.numel(), parts)](
-            partial,
-            rows,
-            base,
-            *slots,
-            vocab,
-            chunk,
-            base.stride(0),
-            *(a.stride(0) for a in slots),
-            K=num_arms,
-            HAS_BASE=first,
-            SLOTS=num_arms + first,
-            BLOCK=block,
-            num_warps=NUM_WARPS,
-        )
-        lse.append(torch.logsumexp(partial, dim=1))
-    row_shift = log_normalizer(torch.cat(lse, dim=1), weights[rows])
-    shift = torch.zeros(base.shape[0], dtype=torch.float32, device=base.device)
-    return shift.index_copy_(0, rows, row_shift)
+def _exact_mode(exact: bool | torch.Tensor, num_rows: int, device: torch.device):
+    """(EXACT, the device mask or None): 0 no row, 1 every row, 2 the mask's rows.
+
+    A host mask (what the logits processors have) that is all one way costs
+    nothing on the device; a mixed one is copied once. A device mask is used
+    as it is (no sync to look at it).
+    """
+    if isinstance(exact, bool):
+        return int(exact), None
+    if exact.shape != (num_rows,):
+        raise ValueError(f"exact must be a bool or a [{num_rows}] tensor, got {exact.shape}")
+    if exact.device.type == "cpu":
+        if not exact.any():
+            return 0, None
+        if exact.all():
+            return 1, None
+    return 2, exact.to(device=device, dtype=torch.bool, non_blocking=True)
 
 
 def fuse_triton(
@@ -238,6 +285,9 @@ def fuse_triton(
     in full and returned; it may be ``base_logits`` itself (float32): each
     element is read before it is written, by the same program.
     ``chunk``: columns per program (default: enough programs to fill the GPU).
+    One launch per MAX_ARMS ARMs, two where rows are exact: nothing else runs
+    on the device, since at small batches every launch costs more than the
+    memory traffic.
     """
     num_rows, vocab = base_logits.shape
     if out is None:
@@ -246,37 +296,59 @@ def fuse_triton(
         raise ValueError("out must be a float32 [B, V] tensor with unit stride along V")
     if num_rows == 0:
         return out
-    # The kernels walk each row with unit stride; rows themselves may be strided.
     base = base_logits if base_logits.stride(-1) == 1 else base_logits.contiguous()
     arms = [a if a.stride(-1) == 1 else a.contiguous() for a in arm_logits]
-    weights = weights.to(device=base.device, dtype=torch.float32).contiguous()
+    if weights.dtype != torch.float32 or weights.device != base.device:
+        weights = weights.to(device=base.device, dtype=torch.float32)
+    weights = weights if weights.stride(-1) == 1 else weights.contiguous()
+    mode, mask = _exact_mode(exact, num_rows, base.device)
     chunk = chunk or chunk_size(num_rows, vocab, base.device, block)
-    rows = exact_row_indices(exact, num_rows)
-    rows = torch.arange(num_rows, device=base.device) if rows is None else rows.to(base.device)
-    shift = None
-    if rows.numel():
-        # Before the fusion: ``out`` may be ``base`` itself.
-        shift = _log_normalizer(base, arms, weights, rows, chunk, block, out)
-    grid = (num_rows, triton.cdiv(vocab, chunk))
+    parts = triton.cdiv(vocab, chunk)
+    grid = (num_rows, parts)
     for start, num_arms, slots in _arm_groups(arms, out):
         first = start == 0
         w = weights[:, start:] if num_arms else out
+        lse = out  # unused unless rows are exact
+        if mode:
+            lse = torch.empty(
+                (num_arms + first, num_rows, parts), dtype=torch.float32, device=base.device
+            )
+            _partial_lse_kernel[grid](
+                lse,
+                mask if mask is not None else out,
+                base,
+                *slots,
+                vocab,
+                chunk,
+                num_rows,
+                base.stride(0),
+                *(a.stride(0) for a in slots),
+                K=num_arms,
+                HAS_BASE=first,
+                EXACT=mode,
+                BLOCK=block,
+                num_warps=NUM_WARPS,
+            )
         _fuse_kernel[grid](
             out,
             base,
             *slots,
             w,
-            shift if shift is not None else out,
+            mask if mask is not None else out,
+            lse,
             vocab,
             chunk,
+            parts,
+            num_rows,
             out.stride(0),
             base.stride(0),
             *(a.stride(0) for a in slots),
             w.stride(0),
             K=num_arms,
             HAS_BASE=first,
-            HAS_SHIFT=first and shift is not None,
+            EXACT=mode,
             BLOCK=block,
+            PARTS_BLOCK=PARTS_BLOCK,
             num_warps=NUM_WARPS,
         )
     return out

@@ -67,8 +67,8 @@ def assert_close_to_reference(
     finite = torch.isfinite(expected)
     assert finite.any(), context
     actual = out.double()
-    ulps = torch.full((base.shape[0], 1), 4.0, dtype=torch.float64)
-    shifted = ~torch.as_tensor(exact).expand(base.shape[0])
+    ulps = torch.full((base.shape[0], 1), 4.0, dtype=torch.float64, device=out.device)
+    shifted = ~torch.as_tensor(exact, device=out.device).expand(base.shape[0])
     if shifted.any():
         actual[shifted] = torch.log_softmax(actual[shifted], dim=-1)
         expected[shifted] = torch.log_softmax(expected[shifted], dim=-1)

@@ -27,7 +27,9 @@ def fresh_seed() -> int:
     return int(torch.randint(0, 2**31 - 1, ()))
 
 
-def make_inputs(num_rows: int, vocab: int, num_arms: int, dtype: torch.dtype, seed: int):
+def make_inputs(
+    num_rows: int, vocab: int, num_arms: int, dtype: torch.dtype, seed: int, device="cpu"
+):
     """Random logits with the awkward cases: ±1e4, -inf, zero and negative weights.
 
     Row 0: +1e4 and -inf in the base, -inf in every ARM, the first under a
@@ -54,13 +56,18 @@ def make_inputs(num_rows: int, vocab: int, num_arms: int, dtype: torch.dtype, se
         arms[0][2, 40:45] = -torch.inf
     if num_rows > 3:
         base[3] += BIG
-    return base.to(dtype), [a.to(dtype) for a in arms], weights
+    # Drawn on the CPU (one generator, the same values on every device), then moved.
+    return (
+        base.to(device, dtype),
+        [a.to(device, dtype) for a in arms],
+        weights.to(device),
+    )
 
 
-def exact_masks(num_rows: int, seed: int) -> list[bool | torch.Tensor]:
+def exact_masks(num_rows: int, seed: int, device="cpu") -> list[bool | torch.Tensor]:
     """Every row exact, none, and a random mix (the awkward rows 0-3 in both kinds)."""
     mixed = torch.rand(num_rows, generator=torch.Generator().manual_seed(seed)) < 0.5
-    return [True, False, mixed]
+    return [True, False, mixed.to(device)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -148,8 +155,9 @@ def test_fuse_uses_torch_path_on_cpu():
     assert not can_fuse_in_place(base)  # the torch path needs the base after writing
 
 
-def run_triton_cases() -> int:
-    """The Triton kernel vs the reference; run with TRITON_INTERPRET=1 (the subprocess)."""
+def run_triton_cases(device: str = "cpu") -> int:
+    """The Triton kernel vs the reference: on CPU tensors with TRITON_INTERPRET=1
+    (the subprocess below), or on a GPU (the CUDA test)."""
     from genarm.arm_kernels import fuse_triton
     from genarm.arm_kernels.triton_fuse import fuse_triton as kernel
 
@@ -161,9 +169,9 @@ def run_triton_cases() -> int:
         for num_arms in (0, 1, 2, 3, 4, 6):  # 6: a second launch adds ARMs 5 and 6
             for num_rows, vocab, block, chunk in shapes:
                 seed = fresh_seed()
-                base, arms, weights = make_inputs(num_rows, vocab, num_arms, dtype, seed)
-                for exact in exact_masks(num_rows, seed):
-                    poisoned = torch.full((num_rows, vocab), torch.nan)
+                base, arms, weights = make_inputs(num_rows, vocab, num_arms, dtype, seed, device)
+                for exact in exact_masks(num_rows, seed, device):
+                    poisoned = torch.full((num_rows, vocab), torch.nan, device=device)
                     out = kernel(
                         base, arms, weights, out=poisoned, exact=exact, block=block, chunk=chunk
                     )
@@ -174,23 +182,44 @@ def run_triton_cases() -> int:
                     cases += 1
     # In place: the output may be the (float32) base logits themselves.
     seed = fresh_seed()
-    base, arms, weights = make_inputs(4, 3001, 2, torch.float32, seed)
-    for exact in exact_masks(4, seed):
+    base, arms, weights = make_inputs(4, 3001, 2, torch.float32, seed, device)
+    for exact in exact_masks(4, seed, device):
         inplace = base.clone()
         out = kernel(inplace, arms, weights, out=inplace, exact=exact, block=256, chunk=1024)
         assert_close_to_reference(out, base, arms, weights, f"in place {exact} {seed}", exact)
         cases += 1
     # The default block size on a vocabulary of a real size, V % 2048 != 0.
     seed = fresh_seed()
-    base, arms, weights = make_inputs(4, 32001, 2, torch.bfloat16, seed)
+    base, arms, weights = make_inputs(4, 32001, 2, torch.bfloat16, seed, device)
     assert_close_to_reference(fuse_triton(base, arms, weights), base, arms, weights, seed)
     # Strided (non-contiguous) rows, as vLLM's logits slices can be.
-    wide = torch.randn(4, 2000) * 4
+    wide = torch.randn(4, 2000, device=device) * 4
     base, arm = wide[:, :999], wide[:, 1000:1999]
     arm[2, 5] = -torch.inf
-    weights = torch.tensor([[1.0], [0.0], [-2.0], [0.5]])
+    weights = torch.tensor([[1.0], [0.0], [-2.0], [0.5]], device=device)
     assert_close_to_reference(fuse_triton(base, [arm], weights), base, [arm], weights)
     return cases + 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(
+    ("num_rows", "vocab", "num_arms", "fp32_base"),
+    [(1, 128256, 2, False), (64, 128256, 2, True), (256, 152064, 4, True)],
+)
+def test_triton_kernel_matches_reference_on_cuda(num_rows, vocab, num_arms, fp32_base):
+    """The interpreter's cases compiled for the GPU, then real sizes with the
+    default launch (the chunk count the kernel picks from the SM count), fp32 base
+    logits beside bf16 ARMs as vLLM hands them, exact, shifted and mixed rows."""
+    if num_rows == 1:
+        assert run_triton_cases("cuda") == 167
+    seed = fresh_seed()
+    base, arms, weights = make_inputs(num_rows, vocab, num_arms, torch.bfloat16, seed, "cuda")
+    if fp32_base:
+        base = base.float()
+    for exact in exact_masks(num_rows, seed, "cuda"):
+        context = f"(B={num_rows}, V={vocab}, K={num_arms}, {exact}, seed {seed})"
+        out = fuse(base, arms, weights, exact=exact)
+        assert_close_to_reference(out, base, arms, weights, context, exact)
 
 
 def test_triton_kernel_matches_reference_in_interpreter():
