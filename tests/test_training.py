@@ -479,7 +479,13 @@ def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_model
 
 
 def test_sentence_ends_and_stopping_pairs():
-    from genarm.training.make_preferences import sentence_ends, spread, stopping_pair
+    from genarm.training.make_preferences import (
+        keep_going_pair,
+        mid_sentence_breaks,
+        sentence_ends,
+        spread,
+        stopping_pair,
+    )
 
     text = 'Apples are red. They grow (mostly). 1. Wash them! "Eat them." Done'
     ends = sentence_ends(text, min_words=1)
@@ -491,15 +497,25 @@ def test_sentence_ends_and_stopping_pairs():
     assert (pair.chosen, pair.rejected) == ("Apples are red.", "Apples are red. They")
     assert pair.chosen_finished and not pair.rejected_finished
     assert spread(list(range(10)), 2) == [2, 6] and spread([1, 2], 3) == [1, 2]
+    # Inside a sentence: after every word another follows, but for sentence ends
+    # (the list's "1." is no sentence end: stopping there is a cut too).
+    breaks = mid_sentence_breaks(text)
+    words = ["Apples", "are", "They", "grow", "1.", "Wash", '"Eat']
+    assert [text[:b].split()[-1] for b in breaks] == words
+    assert not set(breaks) & set(ends)
+    pair = keep_going_pair("q", text, breaks[1])
+    assert (pair.chosen, pair.rejected) == ("Apples are red.", "Apples are")
+    assert not pair.chosen_finished and pair.rejected_finished
 
 
 def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, tmp_path):
-    """--stopping-pairs: the same sample stopped at a sentence end vs one word more;
-    with a judge, a sentence end counts only if stopping there scores no lower
-    than the whole sample minus the margin."""
+    """--stopping-pairs: the same sample stopped at a sentence end vs one word more,
+    and as many keep-going pairs inside sentences; with a judge, a sentence end
+    counts only if stopping there scores no lower than the whole sample minus the
+    margin."""
     from genarm.cli import main
     from genarm.training.judge import Judge
-    from genarm.training.make_preferences import sentence_ends, spread
+    from genarm.training.make_preferences import mid_sentence_breaks, sentence_ends, spread
 
     train_tiny_judge(tiny_models, tmp_path)
     groups = {
@@ -516,7 +532,10 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
     command += ["--out", str(out), "--from-samples", str(samples)]
     command += ["--stopping-pairs", "2", "--stop-min-words", "3"]
     assert main(command) == 0
-    pairs = load_pairs(out / "concise.jsonl")
+    written = load_pairs(out / "concise.jsonl")
+    pairs = [p for p in written if p.chosen_finished]  # the stopping pairs
+    keep_going = [p for p in written if not p.chosen_finished]
+    assert written == pairs + keep_going
     expected = [
         (prompt, text[:end])
         for prompt, group in groups.items()
@@ -527,6 +546,16 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
     for pair in pairs:
         assert pair.rejected.startswith(pair.chosen + " ")
         assert len(pair.rejected.split()) == len(pair.chosen.split()) + 1
+    expected = [
+        (prompt, text[:at])
+        for prompt, group in groups.items()
+        for text, _ in group
+        for at in spread(mid_sentence_breaks(text), 2)
+    ]
+    assert [(p.prompt, p.rejected) for p in keep_going] == expected
+    for pair in keep_going:
+        assert pair.rejected_finished and pair.chosen.startswith(pair.rejected + " ")
+        assert len(pair.chosen.split()) == len(pair.rejected.split()) + 1
 
     # The judge's drop from the whole sample to the reply stopped there, per pair;
     # the margin sits in the widest gap between drops (clear of batching noise).
@@ -548,5 +577,6 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
     assert main(judged_command) == 0
     kept = load_pairs(judged / "concise.jsonl")
     want = [pair for pair, drop in zip(pairs, drops, strict=True) if drop <= margin]
+    want += keep_going  # never judged: a cut inside a sentence is no complete answer
     assert [(p.prompt, p.chosen) for p in kept] == [(p.prompt, p.chosen) for p in want]
-    assert 0 < len(kept) < len(pairs)
+    assert len(keep_going) < len(kept) < len(written)

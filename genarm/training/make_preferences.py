@@ -22,7 +22,11 @@ content of its own to learn (whole shorter-vs-longer replies taught the
 base's short apologies instead). With ``--holistic-judge`` a sentence end is
 used only where the judge scores the reply stopped there no lower than the
 whole sample minus the margin, so the ARM learns to stop where an answer is
-complete.
+complete. Stopping pairs alone teach "end the turn" everywhere (a first run's
+ARM ended every reply at its first token at weight 1), so as many
+``--keep-going-pairs`` per sample (by default) say the opposite inside a
+sentence: the same prefix going on with its next word (chosen) against the
+turn ending there (rejected).
 """
 
 from __future__ import annotations
@@ -130,6 +134,18 @@ def stopping_pair(prompt: str, text: str, end: int) -> PreferencePair:
         raise ValueError(f"no word follows offset {end}")
     prefix = text[:end]
     return PreferencePair(prompt, prefix, prefix + next_word.group(0), True, False)
+
+
+def mid_sentence_breaks(text: str) -> list[int]:
+    """Offsets just past each word that its sentence goes on after (no sentence end there)."""
+    ends = {m.end() for m in _SENTENCE_END.finditer(text)}
+    return [m.end() for m in re.finditer(r"\S+(?=\s+\S)", text) if m.end() not in ends]
+
+
+def keep_going_pair(prompt: str, text: str, at: int) -> PreferencePair:
+    """``text`` going on one word past ``at`` (chosen) vs the turn ending at ``at`` (rejected)."""
+    stopped = stopping_pair(prompt, text, at)
+    return PreferencePair(prompt, stopped.rejected, stopped.chosen, False, True)
 
 
 def stopping_candidates(
@@ -245,6 +261,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "at a sentence end (chosen) or going on one word (rejected); for length rewards",
     )
     pairing.add_argument(
+        "--keep-going-pairs",
+        type=int,
+        default=None,
+        metavar="M",
+        help="--stopping-pairs: also up to M pairs per sample inside a sentence, going on one "
+        "word (chosen) vs ending the turn there (rejected) (default: N, as many)",
+    )
+    pairing.add_argument(
         "--stop-min-words",
         type=int,
         default=20,
@@ -333,18 +357,27 @@ def _stopping_pairs(
     texts: list[list[str]],
     holistic: list[list[float]] | None,
 ) -> list[PreferencePair]:
-    """``--stopping-pairs``: the candidates, kept by the judge's rule when there is one."""
+    """``--stopping-pairs``: the candidates, kept by the judge's rule when there is
+    one, then the ``--keep-going-pairs`` (a cut inside a sentence is never complete)."""
     candidates = stopping_candidates(prompts, texts, args.stopping_pairs, args.stop_min_words)
     pairs = [stopping_pair(prompts[p], texts[p][s], end) for p, s, end in candidates]
-    if holistic is None:
-        return pairs
-    stopped = holistic_scores(
-        args.holistic_judge, args.base, [(pair.prompt, [pair.chosen]) for pair in pairs]
-    )
-    kept = [
-        pair
-        for pair, (p, s, _), (score,) in zip(pairs, candidates, stopped, strict=True)
-        if holistic[p][s] - score <= args.holistic_margin
+    if holistic is not None:
+        stopped = holistic_scores(
+            args.holistic_judge, args.base, [(pair.prompt, [pair.chosen]) for pair in pairs]
+        )
+        kept = [
+            pair
+            for pair, (p, s, _), (score,) in zip(pairs, candidates, stopped, strict=True)
+            if holistic[p][s] - score <= args.holistic_margin
+        ]
+        print(f"stopping pairs: {len(kept)} of {len(pairs)} kept by the holistic rule")
+        pairs = kept
+    per_sample = args.stopping_pairs if args.keep_going_pairs is None else args.keep_going_pairs
+    keep_going = [
+        keep_going_pair(prompt, text, at)
+        for prompt, group in zip(prompts, texts, strict=True)
+        for text in group
+        for at in spread(mid_sentence_breaks(text), per_sample)
     ]
-    print(f"stopping pairs: {len(kept)} of {len(pairs)} kept by the holistic rule")
-    return kept
+    print(f"stopping pairs: {len(pairs)}, keep-going pairs: {len(keep_going)}")
+    return pairs + keep_going
