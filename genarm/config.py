@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -66,6 +67,50 @@ class ArmConfig(_Strict):
                 f"need min_weight <= default_weight <= max_weight, got "
                 f"{self.min_weight} <= {self.default_weight} <= {self.max_weight}"
             )
+        return self
+
+
+class RewardModelConfig(_Strict):
+    """A trajectory-level reward model: an HF sequence-classification folder, one
+    output per objective, served by a vLLM pooling engine of its own."""
+
+    name: str = Field(pattern=ARM_NAME_PATTERN)
+    model: str = Field(description="HF folder of a *ForSequenceClassification model.")
+    objectives: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="One name per output, in order; default: the model's id2label, or "
+        "'score' for a single output.",
+    )
+    objective_weights: dict[str, float] | None = Field(
+        default=None,
+        description="Default weight of each objective in the combined score (objectives "
+        "left out: 0); default: every objective 1 / number of objectives (the mean).",
+    )
+    description: str = ""
+    max_batch: int = Field(default=64, ge=1, description="Items per /v1/rewards request.")
+    max_model_len: int = Field(default=2048, ge=16)
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        default=None, description="default: engine.dtype"
+    )
+    kv_cache_gib: float = Field(default=0.25, gt=0, description="This engine's KV cache.")
+    gpu_memory_utilization: float = Field(
+        default=0.1, gt=0, le=1, description="GPU: this engine's share of the device memory."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RewardModelConfig:
+        if self.objectives is not None:
+            for name in self.objectives:
+                if not re.fullmatch(ARM_NAME_PATTERN, name):
+                    raise ValueError(f"objective name {name!r} must match {ARM_NAME_PATTERN}")
+            if len(set(self.objectives)) != len(self.objectives):
+                raise ValueError("objective names must be unique")
+        for key, weight in (self.objective_weights or {}).items():
+            if not math.isfinite(weight):
+                raise ValueError(f"objective_weights.{key} must be finite")
+            if self.objectives is not None and key not in self.objectives:
+                raise ValueError(f"objective_weights names {key!r}, not one of the objectives")
         return self
 
 
@@ -129,6 +174,7 @@ class ServerConfig(_Strict):
 class DeploymentConfig(_Strict):
     base: BaseModelConfig
     arms: list[ArmConfig] = Field(default_factory=list)
+    reward_models: list[RewardModelConfig] = Field(default_factory=list)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
 
@@ -153,6 +199,15 @@ class DeploymentConfig(_Strict):
         if dupes:
             raise ValueError(f"ARM names must be unique; repeated: {', '.join(dupes)}")
         return arms
+
+    @field_validator("reward_models")
+    @classmethod
+    def _unique_reward_model_names(cls, models: list[RewardModelConfig]):
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"reward model names must be unique; repeated: {', '.join(dupes)}")
+        return models
 
     def arm(self, name: str) -> ArmConfig:
         for arm in self.arms:
@@ -189,6 +244,9 @@ def _resolve_paths(data: dict, root: Path) -> dict:
             for key in ("model", "adapter", "adapter_base"):
                 if isinstance(arm.get(key), str):
                     arm[key] = fix(arm[key])
+    for reward_model in data.get("reward_models") or []:
+        if isinstance(reward_model, dict) and isinstance(reward_model.get("model"), str):
+            reward_model["model"] = fix(reward_model["model"])
     return data
 
 

@@ -108,3 +108,40 @@ def make_model_set(root: str | Path, shapes: dict[str, TinyShape], vocab_size: i
         name: make_llama(root / name, tokenizer, shape, seed=i)
         for i, (name, shape) in enumerate(shapes.items())
     }
+
+
+def make_reward_model(
+    path: str | Path, tokenizer, objectives: list[str], seed: int, shape: TinyShape | None = None
+) -> Path:
+    """Save a random LlamaForSequenceClassification with one output per objective.
+
+    A single output is left unnamed (the server calls it ``score``); several are
+    named in ``id2label``, as a multi-objective reward model names its heads.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    shape = shape or TinyShape(num_hidden_layers=2)
+    path = Path(path)
+    torch.manual_seed(seed)
+    labels = {} if len(objectives) == 1 else {"id2label": dict(enumerate(objectives))}
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer) + shape.extra_vocab,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size or 2 * shape.hidden_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        max_position_embeddings=8192,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(objectives),
+        **labels,
+    )
+    model = LlamaForSequenceClassification(cfg)
+    with torch.no_grad():  # scores of a few units, so that weights visibly matter
+        model.score.weight.mul_(8.0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

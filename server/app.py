@@ -21,6 +21,7 @@ from genarm.server.errors import install_error_handlers
 from genarm.server.metrics import ServerMetrics
 from genarm.server.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from genarm.server.openapi_docs import HEALTH_RESPONSES, METRICS_RESPONSES, install_openapi
+from genarm.server.reward_models import RewardModels
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,14 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
     metrics = ServerMetrics()
     engine = EngineHandle(cfg, metrics)
     engine.on_engine_dead = on_fatal
+    reward_models = RewardModels(cfg)
+    reward_models.on_engine_dead = on_fatal
 
     async def load_engine() -> None:
         try:
             await asyncio.to_thread(engine.load)
+            # After the generating engine: it sizes itself first on a shared device.
+            await asyncio.to_thread(reward_models.load)
         except Exception as err:  # a start-up error: report it and stop the server
             engine.load_error = f"{type(err).__name__}: {err}"
             logger.error("The engine failed to start: %s", engine.load_error)
@@ -46,9 +51,11 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
         yield
         loader.cancel()
         engine.shutdown()
+        reward_models.shutdown()
 
     app = FastAPI(title="genarm-serve", version="0.1.0", lifespan=lifespan)
     app.state.engine = engine
+    app.state.reward_models = reward_models
     app.state.metrics = metrics
     app.state.api_keys = configured_keys(cfg.server.api_keys)
     install_error_handlers(app)
@@ -64,12 +71,15 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
         if engine.draining:
             # Before "ok": a load balancer stops routing here while requests drain.
             return JSONResponse({"status": "draining"}, 503, headers={"Retry-After": "5"})
-        if engine.ready:
+        if engine.ready and reward_models.ready:
             return JSONResponse({"status": "ok"})
         if engine.load_error:
             return JSONResponse({"status": "failed", "error": engine.load_error}, 503)
         if engine.dead:
             return JSONResponse({"status": "failed", "error": "the engine has stopped"}, 503)
+        if reward_models.dead:
+            error = "a reward model's engine has stopped"
+            return JSONResponse({"status": "failed", "error": error}, 503)
         return JSONResponse(loading_status(engine), 503, headers={"Retry-After": "5"})
 
     @app.api_route(

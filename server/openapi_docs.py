@@ -84,6 +84,20 @@ def completion_responses(
     }
 
 
+def rewards_responses() -> dict[int | str, dict[str, Any]]:
+    return {
+        400: _error(
+            "invalid request, the field named in `error.param`: an unknown reward model or "
+            "objective, a blank response, more items than the reward model's `max_batch`, "
+            "a non-finite weight, an item longer than the reward model's context"
+        ),
+        **UNAUTHORIZED,
+        413: _error("request body larger than `server.max_body_bytes`"),
+        **HEADERS_TOO_LARGE,
+        503: _error("a model is loading, the server is shutting down, or an engine has stopped"),
+    }
+
+
 HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": HealthStatus, "description": "ready"},
     503: {

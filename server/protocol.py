@@ -229,9 +229,26 @@ class ModelCard(BaseModel):
     arms: list[ArmSpec] = Field(description="GenARM: the ARMs a request may weight")
 
 
+class RewardModelCard(BaseModel):
+    """A reward model in GET /v1/models (it scores; it does not generate)."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    max_model_len: int
+    type: Literal["reward_model"]
+    objectives: list[str]
+    objective_weights: dict[str, float] = Field(description="the combined score's defaults")
+    max_batch: int = Field(description="items per /v1/rewards request")
+    description: str
+
+
 class ModelList(BaseModel):
     object: Literal["list"]
-    data: list[ModelCard]
+    data: list[ModelCard | RewardModelCard] = Field(
+        description="the generating model first, then the reward models (/v1/rewards)"
+    )
 
 
 # Response bodies are dumped with exclude_unset: a field left unset is absent (e.g.

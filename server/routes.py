@@ -1,4 +1,5 @@
-"""The OpenAI routes: /v1/models, /v1/chat/completions, /v1/completions.
+"""The OpenAI routes: /v1/models, /v1/chat/completions, /v1/completions, and
+/v1/rewards (scores from the deployment's reward models).
 
 Routing only: a validated body becomes a job (``serving.py``, in the engine
 handle's tokenizer thread), the job runs (``generation.py``), and the answer is
@@ -18,7 +19,7 @@ from genarm.server.auth import require_api_key
 from genarm.server.engine_handle import EngineHandle
 from genarm.server.errors import APIError
 from genarm.server.json_safe import SafeJSONResponse
-from genarm.server.openapi_docs import completion_responses, models_responses
+from genarm.server.openapi_docs import completion_responses, models_responses, rewards_responses
 from genarm.server.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -29,6 +30,8 @@ from genarm.server.protocol import (
     ModelCard,
     ModelList,
 )
+from genarm.server.reward_models import RewardModels
+from genarm.server.reward_protocol import RewardRequest, RewardResponse
 from genarm.server.serving import Job, chat_job, completion_job
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -49,7 +52,8 @@ async def list_models(request: Request) -> ModelList:
         max_model_len=engine.cfg.engine.max_model_len,
         arms=engine.specs,
     )
-    return ModelList(object="list", data=[card])
+    rewards: RewardModels = request.app.state.reward_models
+    return ModelList(object="list", data=[card, *rewards.cards()])
 
 
 @router.post(
@@ -68,6 +72,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
 async def completions(body: CompletionRequest, request: Request):
     engine = engine_of(request)
     return await _respond(request, await engine.run_off_loop(completion_job, engine, body))
+
+
+@router.post("/rewards", responses=rewards_responses())
+async def rewards(body: RewardRequest, request: Request) -> RewardResponse:
+    reward_models: RewardModels = request.app.state.reward_models
+    return await _cancel_on_disconnect(request, reward_models.score(body))
 
 
 async def _respond(request: Request, job: Job):

@@ -125,6 +125,66 @@ def test_distributed_settings_and_the_pipeline_refusal():
         parse_config(minimal(arms=[arm()], engine={"pipeline_parallel_size": 2}))
 
 
+def rm(**fields) -> dict:
+    return {"name": "aspects", "model": "/models/rm", **fields}
+
+
+def test_reward_models_resolve_and_validate(tmp_path):
+    path = tmp_path / "deploy.yaml"
+    path.write_text("base: {model: base}\nreward_models: [{name: judge, model: rm}]\n")
+    cfg = load_config(path)
+    assert cfg.reward_models[0].model == str(tmp_path / "rm")
+    assert cfg.reward_models[0].max_batch == 64 and cfg.reward_models[0].objectives is None
+    assert_rejected(minimal(reward_models=[rm(), rm()]), "repeated: aspects")
+    assert_rejected(minimal(reward_models=[rm(objectives=["a b"])]), "objective name")
+    assert_rejected(minimal(reward_models=[rm(objectives=["a", "a"])]), "unique")
+    assert_rejected(
+        minimal(reward_models=[rm(objectives=["a"], objective_weights={"b": 1})]),
+        "reward_models.0",
+        "not one of the objectives",
+    )
+    assert_rejected(minimal(reward_models=[rm(objective_weights={"a": math.inf})]), "finite")
+    assert_rejected(minimal(reward_models=[rm(max_batch=0)]), "reward_models.0.max_batch")
+    assert_rejected(minimal(reward_models=[rm(head=1)]), "reward_models.0.head: unknown key")
+
+
+def test_reward_model_objectives_come_from_the_head(tiny_reward_models):
+    from genarm.config import RewardModelConfig
+    from genarm.engine.reward_engine import objective_weights, reward_model_objectives
+
+    three, one = tiny_reward_models["three"], tiny_reward_models["one"]
+    aspects = ["helpful", "harmless", "concise"]
+    assert reward_model_objectives(RewardModelConfig(name="r", model=three)) == aspects
+    assert reward_model_objectives(RewardModelConfig(name="r", model=one)) == ["score"]
+    renamed = RewardModelConfig(name="r", model=three, objectives=["x", "y", "z"])
+    assert reward_model_objectives(renamed) == ["x", "y", "z"]
+    with pytest.raises(ConfigError, match="2 objectives configured, but its head"):
+        reward_model_objectives(RewardModelConfig(name="r", model=three, objectives=["x", "y"]))
+    mean = objective_weights(RewardModelConfig(name="r", model=three), aspects)
+    assert mean == dict.fromkeys(aspects, 1 / 3)
+    some = RewardModelConfig(name="r", model=three, objective_weights={"concise": 2.0})
+    assert objective_weights(some, aspects) == {"helpful": 0.0, "harmless": 0.0, "concise": 2.0}
+    with pytest.raises(ConfigError, match="not one of its objectives"):
+        objective_weights(
+            RewardModelConfig(name="r", model=one, objective_weights={"x": 1}), ["score"]
+        )
+
+
+def test_unnamed_outputs_must_be_named(tiny_models, tmp_path):
+    from transformers import AutoTokenizer
+
+    from genarm.config import RewardModelConfig
+    from genarm.engine.reward_engine import reward_model_objectives
+    from genarm.tiny_models import make_reward_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["base"])
+    path = make_reward_model(tmp_path / "rm", tokenizer, ["a", "b"], seed=0)
+    config = path / "config.json"
+    config.write_text(config.read_text().replace('"a"', '"LABEL_0"').replace('"b"', '"LABEL_1"'))
+    with pytest.raises(ConfigError, match="list them in reward_models"):
+        reward_model_objectives(RewardModelConfig(name="r", model=str(path)))
+
+
 def test_wrong_types_name_the_key():
     assert_rejected(minimal(engine={"max_model_len": "long"}), "engine.max_model_len")
     assert_rejected(minimal(server={"api_keys": "secret"}), "server.api_keys")

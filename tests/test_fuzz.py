@@ -39,7 +39,7 @@ ERROR_KEYS = {"message", "type", "param", "code"}
 def cap_generation(case, index: int) -> None:
     """Bound the work a generated body asks for; stream every other one."""
     body = case.body
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or not case.path.endswith("completions"):
         return
     for field in TOKEN_FIELDS:
         value = body.get(field)
@@ -126,10 +126,12 @@ def schema_examples(operation) -> list:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tmp_path_factory):
-    # The fuzzing load issue's setup: 2 ARMs, 8 running, 8 waiting.
+def server(tiny_models, tiny_reward_models, tmp_path_factory):
+    # The fuzzing load issue's setup: 2 ARMs, 8 running, 8 waiting; and a reward
+    # model, the only one, so that /v1/rewards' example (no "model") is scored.
     config = tiny_config_dict(tiny_models, max_num_seqs=8)
     config["server"] = {"max_waiting_requests": 8}
+    config["reward_models"] = [{"name": "aspects", "model": tiny_reward_models["three"]}]
     with LiveServer(config, workdir=tmp_path_factory.mktemp("fuzz")) as live:
         yield live
 
@@ -145,6 +147,7 @@ def test_schema_fuzzing_finds_no_server_error(server):
         "GET /v1/models",
         "GET /health",
         "GET /metrics",
+        "POST /v1/rewards",
     }
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
@@ -159,5 +162,6 @@ def test_schema_fuzzing_finds_no_server_error(server):
         assert tally[f"POST {path} 200 stream"] > 0, path
         assert tally[f"POST {path} 200"] > 0, path
         assert tally[f"POST {path} 400"] > 0, path
+    assert tally["POST /v1/rewards 200"] > 0 and tally["POST /v1/rewards 400"] > 0
     # The engine is still serving.
     assert server.metric("genarm_requests_running") == 0

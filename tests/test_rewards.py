@@ -1,0 +1,177 @@
+"""POST /v1/rewards: the deployment's reward models, through a real `genarm serve`
+(vLLM pooling engines beside the generating one), against the HF forward."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import torch
+
+from genarm.server.reward_models import conversation_ids
+
+from conftest import tiny_config_dict
+from live_server import LiveServer
+
+API_KEY = "rm-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+ASPECTS = ["helpful", "harmless", "concise"]
+ITEMS = [
+    {"messages": [{"role": "user", "content": "Name a fruit."}], "response": "An apple."},
+    {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Why is the sky blue?"},
+        ],
+        "response": "Because air scatters blue light more than red light.",
+    },
+    {"messages": [{"role": "user", "content": "Say hi."}], "response": "Hi! " * 20},
+]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tiny_reward_models, tmp_path_factory):
+    reward_models = tiny_reward_models
+    config = tiny_config_dict(tiny_models, arms=("arm_a",))
+    config["reward_models"] = [
+        {"name": "judge", "model": reward_models["one"], "max_batch": 4, "max_model_len": 64},
+        {
+            "name": "aspects",
+            "model": reward_models["three"],
+            "objective_weights": {"helpful": 1.0, "harmless": 0.5},
+            "description": "three tiny random heads",
+        },
+    ]
+    config["server"] = {"api_keys": [API_KEY]}
+    with LiveServer(config, workdir=tmp_path_factory.mktemp("rewards-server")) as live:
+        yield live
+
+
+def hf_scores(model_dir: str, item: dict) -> list[float]:
+    """The HF model's forward on the input the server documents (the RM's chat template)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    ids = conversation_ids(tokenizer, item["messages"], item["response"])
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].tolist()
+
+
+def post(server, body: dict, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(
+        f"{server.base_url}/rewards", json=body, headers=AUTH if headers is None else headers
+    )
+
+
+def test_scores_equal_the_hf_forward_batch_and_single(server, tiny_reward_models):
+    reward_models = tiny_reward_models
+    batch = post(server, {"model": "aspects", "items": ITEMS})
+    assert batch.status_code == 200, batch.text
+    body = batch.json()
+    assert body["object"] == "list" and body["model"] == "aspects"
+    weights = {"helpful": 1.0, "harmless": 0.5, "concise": 0.0}  # left out of the config: 0
+    assert body["objective_weights"] == weights
+    assert [d["index"] for d in body["data"]] == [0, 1, 2]
+    for item, scored in zip(ITEMS, body["data"], strict=True):
+        expected = hf_scores(reward_models["three"], item)
+        assert list(scored["scores"]) == ASPECTS
+        torch.testing.assert_close(
+            list(scored["scores"].values()), expected, atol=1e-4, rtol=0, check_dtype=False
+        )
+        combined = sum(weights[name] * value for name, value in scored["scores"].items())
+        assert scored["score"] == pytest.approx(combined, abs=1e-6)
+        single = post(server, {"model": "aspects", "items": [item]})
+        assert single.status_code == 200, single.text
+        torch.testing.assert_close(
+            single.json()["data"][0]["scores"], scored["scores"], atol=1e-4, rtol=0
+        )
+    assert body["usage"]["prompt_tokens"] > 0
+    # One objective, unnamed: "score", weight 1 by default (the mean of one).
+    one = post(server, {"model": "judge", "items": ITEMS[:2]}).json()
+    assert one["objective_weights"] == {"score": 1.0}
+    for item, scored in zip(ITEMS[:2], one["data"], strict=True):
+        (expected,) = hf_scores(reward_models["one"], item)
+        assert scored["scores"]["score"] == pytest.approx(expected, abs=1e-4)
+        assert scored["score"] == scored["scores"]["score"]
+
+
+def test_request_weights_override_the_defaults(server):
+    first = post(server, {"model": "aspects", "items": ITEMS[:1]}).json()["data"][0]
+    asked = {"concise": 2.0, "helpful": -1}
+    response = post(server, {"model": "aspects", "items": ITEMS[:1], "objective_weights": asked})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    weights = {"helpful": -1.0, "harmless": 0.5, "concise": 2.0}
+    assert body["objective_weights"] == weights
+    scores = first["scores"]
+    expected = sum(weights[name] * scores[name] for name in ASPECTS)
+    assert body["data"][0]["score"] == pytest.approx(expected, abs=1e-4)
+    assert body["data"][0]["score"] != pytest.approx(first["score"], abs=1e-3)
+
+
+def test_models_lists_the_reward_models(server):
+    cards = httpx.get(f"{server.base_url}/models", headers=AUTH).json()["data"]
+    assert cards[0]["arms"][0]["name"] == "arm_a"  # the generating model stays first
+    by_id = {card["id"]: card for card in cards[1:]}
+    assert by_id["aspects"]["type"] == "reward_model"
+    assert by_id["aspects"]["objectives"] == ASPECTS
+    assert by_id["aspects"]["objective_weights"] == {
+        "helpful": 1.0,
+        "harmless": 0.5,
+        "concise": 0.0,
+    }
+    assert by_id["judge"]["objectives"] == ["score"] and by_id["judge"]["max_batch"] == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "nope", "items": ITEMS[:1]}, "model"),
+        ({"items": ITEMS[:1]}, "model"),  # two reward models: say which
+        ({"model": "aspects", "items": ITEMS[:1], "objective_weights": {"nope": 1}}, None),
+        ({"model": "aspects", "items": [{**ITEMS[0], "response": ""}]}, "items.0.response"),
+        ({"model": "aspects", "items": [{**ITEMS[0], "response": " \n"}]}, "items.0.response"),
+        ({"model": "aspects", "items": [{**ITEMS[0], "messages": []}]}, "items.0.messages"),
+        ({"model": "aspects", "items": []}, "items"),
+        ({"model": "judge", "items": ITEMS[:1] * 5}, "items"),  # max_batch 4
+        ({"model": "judge", "items": [{**ITEMS[0], "response": "word " * 200}]}, "items.0"),
+        ({"model": "aspects", "items": ITEMS[:1], "objective_weights": {"helpful": "1"}}, None),
+        ({"model": "aspects", "items": ITEMS[:1], "extra": 1}, "extra"),
+    ],
+)
+def test_bad_requests_are_400s_naming_the_field(server, body, param):
+    response = post(server, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    if param is None:  # an objective's weight: the field path ends in its name
+        param = f"objective_weights.{next(iter(body['objective_weights']))}"
+    assert error["param"] == param, error
+    assert error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_weights_are_400s(server, constant):
+    raw = json.dumps({"model": "aspects", "items": ITEMS[:1], "objective_weights": {}})
+    raw = raw.replace('"objective_weights": {}', f'"objective_weights": {{"helpful": {constant}}}')
+    response = httpx.post(
+        f"{server.base_url}/rewards",
+        content=raw,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "objective_weights.helpful"
+
+
+def test_rewards_need_the_api_key(server):
+    response = post(server, {"model": "judge", "items": ITEMS[:1]}, headers={})
+    assert response.status_code == 401
+
+
+def test_openapi_documents_the_route(server):
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    operation = spec["paths"]["/v1/rewards"]["post"]
+    assert {"200", "400", "401", "503"} <= set(operation["responses"])
+    schema = spec["components"]["schemas"]["RewardRequest"]
+    assert {"model", "items", "objective_weights"} <= set(schema["properties"])
