@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-preferences": ("genarm.training.make_preferences", "build preference pairs by sampling"),
     "train-arm": ("genarm.training.train_arm", "train an autoregressive reward model (LoRA)"),
     "train-judge": ("genarm.training.judge", "train a Bradley-Terry judge (scalar-head LoRA)"),
+    "export-judge": (
+        "genarm.training.judge_export",
+        "write a judge as an HF sequence-classification folder (for reward_models)",
+    ),
 }
 
 

@@ -580,3 +580,37 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
     want += keep_going  # never judged: a cut inside a sentence is no complete answer
     assert [(p.prompt, p.chosen) for p in kept] == [(p.prompt, p.chosen) for p in want]
     assert len(keep_going) < len(kept) < len(written)
+
+
+def test_export_judge_scores_as_the_judge(tiny_models, tmp_path):
+    """export-judge: the HF sequence-classification folder, fed the conversation
+    as the server feeds a reward model (its chat template, the reply as the
+    assistant's turn), scores as the judge does, up to the judge's bias."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from genarm.cli import main
+    from genarm.server.reward_models import conversation_ids
+    from genarm.training.judge import Judge
+
+    train_tiny_judge(tiny_models, tmp_path)
+    out = tmp_path / "exported"
+    command = ["export-judge", "--judge", str(tmp_path / "judge"), "--out", str(out)]
+    assert main([*command, "--dtype", "float32"]) == 0
+    offset = json.loads((out / "genarm_export.json").read_text())["score_offset"]
+    judge = Judge.load(tmp_path / "judge", bf16=False)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    items = [
+        ([{"role": "user", "content": "Name a fruit."}], "An apple, or a pear."),
+        (
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
+            "Hello there! How can I help?",
+        ),
+    ]
+    expected = judge.score_many(items)
+    for (messages, response), score in zip(items, expected, strict=True):
+        ids = conversation_ids(tokenizer, messages, response)
+        assert ids[-1] == tokenizer.eos_token_id  # pooled on the reply's end of turn
+        with torch.no_grad():
+            exported = model(torch.tensor([ids])).logits[0, 0].item()
+        assert exported + offset == pytest.approx(score, abs=1e-4)
