@@ -6,6 +6,7 @@ from genarm.clients.client import (
     GenARMClient,
     api_base,
     arms_of,
+    rerank_of,
     reward_weights_of,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "GenARMClient",
     "api_base",
     "arms_of",
+    "rerank_of",
     "reward_weights_of",
 ]

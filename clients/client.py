@@ -1,7 +1,8 @@
 """A thin GenARM layer over the official ``openai`` SDK.
 
 Everything goes through the SDK's own client (``.openai``): this module only
-adds the ``reward_weights`` request field (via ``extra_body``), reads the ARM
+adds the ``reward_weights`` request field (via ``extra_body``; best-of-N's
+``rerank={...}`` too, as a keyword of ``chat``/``complete``), reads the ARM
 list that ``/v1/models`` carries as extra data on each model object, and reads
 the ``reward_weights`` echoed by responses and stream chunks. Server errors are
 therefore the SDK's exceptions (``openai.BadRequestError``,
@@ -43,6 +44,11 @@ def arms_of(model: Any) -> list[Arm]:
     return [Arm.from_dict(item) for item in extra.get("arms") or []]
 
 
+def rerank_of(response: Any) -> dict[str, Any] | None:
+    """A best-of-N response's ``rerank``: every candidate with its scores."""
+    return (getattr(response, "model_extra", None) or {}).get("rerank")
+
+
 def reward_weights_of(response: Any) -> dict[str, float] | None:
     """The weights a response or stream chunk says the server used."""
     extra = getattr(response, "model_extra", None) or {}
@@ -77,7 +83,14 @@ class _Common:
         reward_weights: Mapping[str, float] | None,
         kwargs: dict[str, Any],
     ) -> dict[str, Any]:
-        return _with_weights({"model": model or self._model, **kwargs}, reward_weights)
+        rerank = kwargs.pop("rerank", None)
+        kwargs = _with_weights({"model": model or self._model, **kwargs}, reward_weights)
+        if rerank is None:
+            return kwargs
+        # Best-of-N (README, "Server API"): {"n": N, "reward_model": ..., ...}.
+        extra_body = dict(kwargs.pop("extra_body", None) or {})
+        extra_body["rerank"] = dict(rerank)
+        return {**kwargs, "extra_body": extra_body}
 
 
 class GenARMClient(_Common):

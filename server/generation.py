@@ -35,6 +35,8 @@ from genarm.server.protocol import (
     TopLogprob,
     Usage,
 )
+from genarm.server.rerank import Candidate
+from genarm.server.rerank import choose as rerank_choose
 from genarm.server.serving import Job
 
 logger = logging.getLogger(__name__)
@@ -43,14 +45,14 @@ logger = logging.getLogger(__name__)
 async def collect(engine: EngineHandle, job: Job) -> dict:
     """Non-streamed: run every prompt, then build one response (as a JSON-able dict)."""
     timer = RequestTimer(engine.metrics, sum(len(p) for p in job.prompts))
-    choices: dict[int, _Choice] = {}
     try:
-        async with aclosing(_deltas(engine, job, timer)) as deltas:
-            async for index, completion in deltas:
-                choices.setdefault(index, _Choice()).add(completion)
+        choices = await _run(engine, job, timer)
     finally:
         timer.finish()
+    choices, rerank = await _reranked(job, choices)
     envelope = _envelope(engine, job)
+    if rerank is not None:
+        envelope["rerank"] = rerank
     usage = _usage(timer)
     if job.kind == "chat":
         chat = [
@@ -79,10 +81,38 @@ async def collect(engine: EngineHandle, job: Job) -> dict:
     return body.model_dump(exclude_unset=True)
 
 
+async def _run(engine: EngineHandle, job: Job, timer: RequestTimer) -> dict[int, _Choice]:
+    """Every choice of the job, its deltas concatenated."""
+    choices: dict[int, _Choice] = {}
+    async with aclosing(_deltas(engine, job, timer)) as deltas:
+        async for index, completion in deltas:
+            choices.setdefault(index, _Choice()).add(completion)
+    return choices
+
+
+async def _reranked(job: Job, choices: dict[int, _Choice]):
+    """Best-of-N: the chosen candidates as the choices (0, 1, ...) and the response's
+    ``rerank``; without ``rerank``, the choices as they are and None."""
+    if job.rerank is None:
+        return choices, None
+    candidates = [
+        Candidate(index, "".join(c.text), _finish_reason(c.finish_reason), len(c.token_ids))
+        for index, c in sorted(choices.items())
+    ]
+    chosen, result = await rerank_choose(job.rerank, candidates)
+    return {new: choices[old] for new, old in enumerate(chosen)}, result
+
+
 async def stream(engine: EngineHandle, job: Job) -> AsyncIterator[bytes]:
     """Server-sent events: a chunk per delta, usage if asked, then ``[DONE]``. An error
     before the first chunk propagates (the route answers it with an HTTP status); one
-    after it is sent in-band, as OpenAI does, and the stream ends as streams end."""
+    after it is sent in-band, as OpenAI does, and the stream ends as streams end.
+    With ``rerank`` nothing can be sent before the choice: each chosen answer comes
+    whole in one chunk once it is chosen, the last chunk carries ``rerank``."""
+    if job.rerank is not None:
+        async for event in _reranked_stream(engine, job):
+            yield event
+        return
     timer = RequestTimer(engine.metrics, sum(len(p) for p in job.prompts))
     offsets: dict[int, int] = {}  # per choice: characters sent (completions' text_offset)
     envelope: dict | None = None
@@ -117,6 +147,25 @@ async def stream(engine: EngineHandle, job: Job) -> AsyncIterator[bytes]:
 
 
 SSE_DONE = b"data: [DONE]\n\n"
+
+
+async def _reranked_stream(engine: EngineHandle, job: Job) -> AsyncIterator[bytes]:
+    timer = RequestTimer(engine.metrics, sum(len(p) for p in job.prompts))
+    try:
+        choices = await _run(engine, job, timer)
+    finally:
+        timer.finish()
+    choices, rerank = await _reranked(job, choices)
+    envelope = _envelope(engine, job)
+    usage = {"usage": None} if job.include_usage else {}
+    for index, choice in sorted(choices.items()):
+        whole = choice.as_completion()
+        chunk_choice = _chunk_choice(engine, job, index, whole, 0, True)
+        yield _sse(_chunk(job, envelope, [chunk_choice], **usage))
+    if job.include_usage:
+        usage = {"usage": _usage(timer)}
+    yield _sse(_chunk(job, envelope, [], rerank=rerank, **usage))
+    yield SSE_DONE
 
 
 def _sse(model) -> bytes:
@@ -184,12 +233,26 @@ class _Choice:
     logprobs: list | None = None
     finish_reason: str | None = None
 
+    def as_completion(self) -> _WholeCompletion:
+        """The whole choice in the shape of one engine delta (a stream's one chunk)."""
+        return _WholeCompletion(
+            "".join(self.text), self.token_ids, self.logprobs, self.finish_reason
+        )
+
     def add(self, completion) -> None:
         self.text.append(completion.text)
         self.token_ids.extend(completion.token_ids)
         if completion.logprobs is not None:
             self.logprobs = (self.logprobs or []) + list(completion.logprobs)
         self.finish_reason = completion.finish_reason
+
+
+@dataclass
+class _WholeCompletion:
+    text: str
+    token_ids: list[int]
+    logprobs: list | None
+    finish_reason: str | None
 
 
 def _usage(timer: RequestTimer) -> Usage:

@@ -66,6 +66,19 @@ class StreamOptions(BaseModel):
     continuous_usage_stats: StrictBool = False
 
 
+class RerankOptions(BaseModel):
+    """Best-of-N: sample ``n`` candidates, score them with a reward model, keep the best."""
+
+    model_config = ConfigDict(extra="forbid")
+    reward_model: str | None = Field(
+        default=None, description="a reward model's name (GET /v1/models); optional with one"
+    )
+    n: StrictInt = Field(ge=2, le=MAX_N, description="candidates sampled per prompt")
+    objective_weights: dict[str, Number] | None = Field(
+        default=None, description="as in /v1/rewards; left-out objectives keep their default"
+    )
+
+
 class SamplingFields(BaseModel):
     """Fields shared by chat and completions."""
 
@@ -104,6 +117,13 @@ class SamplingFields(BaseModel):
         default=None,
         description="GenARM: ARM name -> weight (alpha); ARMs left out get their default. "
         "GET /v1/models lists the ARMs with their defaults and bounds.",
+    )
+    rerank: RerankOptions | None = Field(
+        default=None,
+        description="GenARM: best-of-N. Samples rerank.n guided candidates per prompt, "
+        "scores them with a reward model and returns the best `n` (default 1), every "
+        "candidate's score in the response's `rerank`; a stream sends the chosen answers "
+        "once they are chosen.",
     )
 
     @model_validator(mode="before")
@@ -313,6 +333,22 @@ class ChatChunkChoice(BaseModel):
     finish_reason: str | None
 
 
+class RerankCandidate(BaseModel):
+    prompt_index: int
+    text: str
+    score: float = Field(description="the reward model's combined score")
+    scores: dict[str, float] = Field(description="per objective")
+    finish_reason: str | None
+    completion_tokens: int
+    choice_index: int | None = Field(description="its index in `choices`; null: not chosen")
+
+
+class RerankResult(BaseModel):
+    reward_model: str
+    objective_weights: dict[str, float]
+    candidates: list[RerankCandidate] = Field(description="every candidate, best first per prompt")
+
+
 class GenARMResponse(BaseModel):
     """OpenAI's fields in OpenAI's order, with the GenARM echo; subclasses name the object."""
 
@@ -329,12 +365,14 @@ class ChatCompletionResponse(GenARMResponse):
     object: Literal["chat.completion"]
     choices: list[ChatChoice]
     usage: Usage
+    rerank: RerankResult | None = Field(default=None, description="with a `rerank` request")
 
 
 class CompletionResponse(GenARMResponse):
     object: Literal["text_completion"]
     choices: list[TextChoice]
     usage: Usage
+    rerank: RerankResult | None = Field(default=None, description="with a `rerank` request")
 
 
 class ChatCompletionChunk(GenARMResponse):
@@ -343,6 +381,7 @@ class ChatCompletionChunk(GenARMResponse):
     object: Literal["chat.completion.chunk"]
     choices: list[ChatChunkChoice]
     usage: Usage | None = Field(default=None, description="with stream_options.include_usage")
+    rerank: RerankResult | None = Field(default=None, description="last chunk, with `rerank`")
 
 
 class CompletionChunk(GenARMResponse):
@@ -351,3 +390,4 @@ class CompletionChunk(GenARMResponse):
     object: Literal["text_completion"]
     choices: list[TextChoice]
     usage: Usage | None = Field(default=None, description="with stream_options.include_usage")
+    rerank: RerankResult | None = Field(default=None, description="last chunk, with `rerank`")

@@ -112,21 +112,7 @@ class RewardModels:
 
     def resolve(self, body: RewardRequest) -> tuple[ServedRewardModel, dict[str, float]]:
         """The reward model and the weights a request asks for (400s naming the field)."""
-        self._check_available()
-        if body.model is None:
-            if len(self.models) != 1:
-                names = ", ".join(self.models) or "none"
-                raise APIError(
-                    400, f"say which reward model scores: 'model' is one of {names}", "model"
-                )
-            model = next(iter(self.models.values()))
-        elif body.model in self.models:
-            model = self.models[body.model]
-        else:
-            names = ", ".join(self.models) or "none: the config has no reward_models"
-            raise APIError(
-                400, f"unknown reward model {body.model!r}; this server has {names}", "model"
-            )
+        model, weights = self.choose(body.model, body.objective_weights)
         if len(body.items) > model.cfg.max_batch:
             raise APIError(
                 400,
@@ -134,16 +120,44 @@ class RewardModels:
                 f"{model.cfg.max_batch} per request",
                 "items",
             )
-        weights = dict(model.default_weights)
-        for name, weight in (body.objective_weights or {}).items():
-            if name not in weights:
+        return model, weights
+
+    def choose(
+        self,
+        name: str | None,
+        requested: dict[str, float] | None,
+        model_param: str = "model",
+        weights_param: str = "objective_weights",
+    ) -> tuple[ServedRewardModel, dict[str, float]]:
+        """A reward model by name (the only one if None) and its weights with the
+        ``requested`` ones over its defaults; 400s name the request's fields."""
+        self._check_available()
+        if name is None:
+            if len(self.models) != 1:
+                names = ", ".join(self.models) or "none: the config has no reward_models"
                 raise APIError(
                     400,
-                    f"reward model {model.cfg.name!r} has no objective {name!r}; its "
-                    f"objectives are {', '.join(model.objectives)}",
-                    f"objective_weights.{name}",
+                    f"say which reward model scores: '{model_param}' is one of {names}",
+                    model_param,
                 )
-            weights[name] = float(weight)
+            model = next(iter(self.models.values()))
+        elif name in self.models:
+            model = self.models[name]
+        else:
+            names = ", ".join(self.models) or "none: the config has no reward_models"
+            raise APIError(
+                400, f"unknown reward model {name!r}; this server has {names}", model_param
+            )
+        weights = dict(model.default_weights)
+        for objective, weight in (requested or {}).items():
+            if objective not in weights:
+                raise APIError(
+                    400,
+                    f"reward model {model.cfg.name!r} has no objective {objective!r}; its "
+                    f"objectives are {', '.join(model.objectives)}",
+                    f"{weights_param}.{objective}",
+                )
+            weights[objective] = float(weight)
         return model, weights
 
     def _check_available(self) -> None:
@@ -162,14 +176,15 @@ class RewardModels:
 
     async def score(self, body: RewardRequest) -> RewardResponse:
         model, weights = self.resolve(body)
-        prompts = await asyncio.to_thread(_tokenize_items, model, body)
-        outputs = await asyncio.gather(*(_score_one(model, ids) for ids in prompts))
-        data = []
-        for index, raw in enumerate(outputs):
-            scores = dict(zip(model.objectives, raw, strict=True))
-            combined = sum(weights[name] * value for name, value in scores.items())
-            data.append(RewardScore(index=index, scores=scores, score=combined))
-        tokens = sum(len(ids) for ids in prompts)
+        items = [
+            ([{"role": m.role, "content": m.text()} for m in item.messages], item.response)
+            for item in body.items
+        ]
+        scored, tokens = await score_items(model, weights, items, lambda i: f"items.{i}")
+        data = [
+            RewardScore(index=index, scores=scores, score=combined)
+            for index, (scores, combined) in enumerate(scored)
+        ]
         return RewardResponse(
             object="list",
             model=model.cfg.name,
@@ -179,6 +194,24 @@ class RewardModels:
         )
 
 
+async def score_items(
+    model: ServedRewardModel,
+    weights: dict[str, float],
+    items: list[tuple[list[dict], str]],
+    param_of: Callable[[int], str],
+) -> tuple[list[tuple[dict[str, float], float]], int]:
+    """(per item: the objectives' scores and their weighted sum; tokens read) for
+    (messages, response) items; an item past the model's context is a 400 naming
+    ``param_of(its index)``."""
+    prompts = await asyncio.to_thread(_tokenize_items, model, items, param_of)
+    outputs = await asyncio.gather(*(_score_one(model, ids) for ids in prompts))
+    scored = []
+    for raw in outputs:
+        scores = dict(zip(model.objectives, raw, strict=True))
+        scored.append((scores, sum(weights[name] * value for name, value in scores.items())))
+    return scored, sum(len(ids) for ids in prompts)
+
+
 def conversation_ids(tokenizer, messages: list[dict], response: str) -> list[int]:
     """Token ids of ``messages`` + the response as the assistant's turn (the RM's template)."""
     conversation = [*messages, {"role": "assistant", "content": response}]
@@ -186,17 +219,16 @@ def conversation_ids(tokenizer, messages: list[dict], response: str) -> list[int
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
-def _tokenize_items(model: ServedRewardModel, body: RewardRequest) -> list[list[int]]:
+def _tokenize_items(model: ServedRewardModel, items, param_of) -> list[list[int]]:
     prompts = []
-    for index, item in enumerate(body.items):
-        messages = [{"role": m.role, "content": m.text()} for m in item.messages]
-        ids = conversation_ids(model.tokenizer, messages, item.response)
+    for index, (messages, response) in enumerate(items):
+        ids = conversation_ids(model.tokenizer, messages, response)
         if len(ids) > model.cfg.max_model_len:
             raise APIError(
                 400,
                 f"item {index} is {len(ids)} tokens; reward model {model.cfg.name!r} reads "
                 f"at most {model.cfg.max_model_len}",
-                f"items.{index}",
+                param_of(index),
                 code="context_length_exceeded",
             )
         prompts.append(ids)

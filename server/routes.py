@@ -62,7 +62,8 @@ async def list_models(request: Request) -> ModelList:
 )
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     engine = engine_of(request)
-    return await _respond(request, await engine.run_off_loop(chat_job, engine, body))
+    rewards = request.app.state.reward_models
+    return await _respond(request, await engine.run_off_loop(chat_job, engine, body, rewards))
 
 
 @router.post(
@@ -71,7 +72,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
 )
 async def completions(body: CompletionRequest, request: Request):
     engine = engine_of(request)
-    return await _respond(request, await engine.run_off_loop(completion_job, engine, body))
+    rewards = request.app.state.reward_models
+    job = await engine.run_off_loop(completion_job, engine, body, rewards)
+    return await _respond(request, job)
 
 
 @router.post("/rewards", responses=rewards_responses())
@@ -82,7 +85,8 @@ async def rewards(body: RewardRequest, request: Request) -> RewardResponse:
 
 async def _respond(request: Request, job: Job):
     engine = engine_of(request)
-    engine.check_capacity(job.num_sequences, "n" if job.params.n > 1 else "prompt")
+    param = "rerank.n" if job.rerank else "n" if job.params.n > 1 else "prompt"
+    engine.check_capacity(job.num_sequences, param)
     if not job.stream:
         return SafeJSONResponse(
             await _cancel_on_disconnect(request, generation.collect(engine, job))
@@ -90,7 +94,9 @@ async def _respond(request: Request, job: Job):
     # Wait for the first event before answering 200, so that an engine refusal
     # is still a proper HTTP error rather than an in-band one.
     events = generation.stream(engine, job)
-    first = await events.__anext__()
+    # Best-of-N sends nothing until every candidate is scored: a client that leaves
+    # meanwhile must still free its requests.
+    first = await _cancel_on_disconnect(request, events.__anext__())
     return _ClosingStreamingResponse(_primed(first, events), media_type="text/event-stream")
 
 

@@ -24,6 +24,8 @@ from genarm.server.protocol import (
     CompletionRequest,
     SamplingFields,
 )
+from genarm.server.rerank import RerankPlan, plan_rerank
+from genarm.server.reward_models import RewardModels
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class Job:
     stream: bool
     include_usage: bool
     continuous_usage: bool = False  # usage so far in every chunk (vLLM's extension)
+    rerank: RerankPlan | None = None  # best-of-N: params.n candidates per prompt
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -48,7 +51,9 @@ class Job:
         return self.params.n * len(self.prompts)
 
 
-def chat_job(engine: EngineHandle, body: ChatCompletionRequest) -> Job:
+def chat_job(
+    engine: EngineHandle, body: ChatCompletionRequest, reward_models: RewardModels | None = None
+) -> Job:
     _check_common(engine, body)
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
     try:
@@ -74,21 +79,37 @@ def chat_job(engine: EngineHandle, body: ChatCompletionRequest) -> Job:
         num_logprobs = body.top_logprobs or 0
     elif body.top_logprobs is not None:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
-    params = _sampling_params(engine, body, max_tokens, num_logprobs)
-    return _job("chat", body, [ids], params, num_logprobs)
+    rerank = _rerank_plan(reward_models, body, [messages])
+    params = _sampling_params(engine, body, max_tokens, num_logprobs, rerank)
+    return _job("chat", body, [ids], params, num_logprobs, rerank)
 
 
-def completion_job(engine: EngineHandle, body: CompletionRequest) -> Job:
+def completion_job(
+    engine: EngineHandle, body: CompletionRequest, reward_models: RewardModels | None = None
+) -> Job:
     _check_common(engine, body)
     prompts = _completion_prompts(engine, body.prompt)
     max_tokens = min(_max_tokens(engine, body.max_tokens, len(p), "prompt") for p in prompts)
     if body.max_tokens is None:
         max_tokens = min(max_tokens, 16)  # OpenAI's default for completions
-    params = _sampling_params(engine, body, max_tokens, body.logprobs)
-    return _job("text", body, prompts, params, body.logprobs)
+    # A reward model reads a conversation: a completion's prompt is the user's turn.
+    conversations = [[{"role": "user", "content": engine.tokenizer.decode(p)}] for p in prompts]
+    rerank = _rerank_plan(reward_models, body, conversations)
+    params = _sampling_params(engine, body, max_tokens, body.logprobs, rerank)
+    return _job("text", body, prompts, params, body.logprobs, rerank)
 
 
-def _job(kind, body: SamplingFields, prompts, params, num_logprobs) -> Job:
+def _rerank_plan(
+    reward_models: RewardModels | None, body: SamplingFields, conversations: list[list[dict]]
+) -> RerankPlan | None:
+    if body.rerank is None:
+        return None
+    if reward_models is None or not reward_models.models:
+        raise APIError(400, "this server has no reward models to rerank with", "rerank")
+    return plan_rerank(reward_models, body.rerank, body.n, body.temperature, conversations)
+
+
+def _job(kind, body: SamplingFields, prompts, params, num_logprobs, rerank=None) -> Job:
     options = body.stream_options
     include_usage = bool(options and options.include_usage)
     continuous = include_usage and bool(options and options.continuous_usage_stats)
@@ -101,6 +122,7 @@ def _job(kind, body: SamplingFields, prompts, params, num_logprobs) -> Job:
         body.stream,
         include_usage,
         continuous_usage=continuous,
+        rerank=rerank,
     )
 
 
@@ -176,13 +198,19 @@ def _max_tokens(engine: EngineHandle, requested: int | None, prompt_len: int, pa
     return requested
 
 
-def _sampling_params(engine: EngineHandle, body: SamplingFields, max_tokens: int, num_logprobs):
+def _sampling_params(
+    engine: EngineHandle,
+    body: SamplingFields,
+    max_tokens: int,
+    num_logprobs,
+    rerank: RerankPlan | None = None,
+):
     if body.min_tokens > max_tokens:
         raise APIError(400, "'min_tokens' is larger than max_tokens", param="min_tokens")
     try:
         return sampling_params(
             reward_weights=body.reward_weights,
-            n=body.n,
+            n=rerank.candidates if rerank else body.n,
             temperature=body.temperature,
             top_p=body.top_p,
             # top_k at or past the vocabulary is no limit at all (and must not overflow).

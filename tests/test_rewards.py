@@ -175,3 +175,145 @@ def test_openapi_documents_the_route(server):
     assert {"200", "400", "401", "503"} <= set(operation["responses"])
     schema = spec["components"]["schemas"]["RewardRequest"]
     assert {"model", "items", "objective_weights"} <= set(schema["properties"])
+
+
+# --- best-of-N: `rerank` on chat and completions -------------------------------------
+
+QUESTION = [{"role": "user", "content": "Tell me about the sea."}]
+
+
+def chat(server, **fields) -> httpx.Response:
+    body = {"messages": QUESTION, "max_tokens": 12, "temperature": 1.0, **fields}
+    return httpx.post(f"{server.base_url}/chat/completions", json=body, headers=AUTH, timeout=120)
+
+
+def check_argmax(body: dict, keep: int, texts: list[str], candidates: int) -> None:
+    """The choices are the best ``keep`` candidates by the scores the response reports."""
+    listed = body["rerank"]["candidates"]
+    assert len(listed) == candidates
+    scores = [c["score"] for c in listed]
+    assert scores == sorted(scores, reverse=True)  # best first
+    assert [c["choice_index"] for c in listed] == [*range(keep), *[None] * (candidates - keep)]
+    assert texts == [c["text"] for c in listed[:keep]]
+    assert body["usage"]["completion_tokens"] == sum(c["completion_tokens"] for c in listed)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_best_of_n_returns_the_argmax_of_the_reported_scores(server, seed):
+    before = server.metric("genarm_completion_tokens_total")
+    rerank = {"reward_model": "aspects", "n": 4, "objective_weights": {"concise": 1.0}}
+    response = chat(server, seed=seed, rerank=rerank, reward_weights={"arm_a": 1.0})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["reward_weights"] == {"arm_a": 1.0}  # the ARMs guide every candidate
+    assert body["rerank"]["reward_model"] == "aspects"
+    assert body["rerank"]["objective_weights"] == {"helpful": 1.0, "harmless": 0.5, "concise": 1.0}
+    texts = [c["message"]["content"] for c in body["choices"]]
+    check_argmax(body, 1, texts, 4)
+    # N candidates cost N sequences' tokens, in the response and in the metrics.
+    spent = server.metric("genarm_completion_tokens_total") - before
+    assert (
+        spent
+        == body["usage"]["completion_tokens"]
+        > len(body["choices"][0]["message"]["content"]) * 0
+    )
+    # The scores are the reward model's own (/v1/rewards on the same answers).
+    listed = body["rerank"]["candidates"]
+    items = [{"messages": QUESTION, "response": c["text"]} for c in listed if c["text"].strip()]
+    rescored = post(server, {"model": "aspects", "items": items}).json()["data"]
+    by_text = {c["text"]: c for c in listed}
+    for item, scored in zip(items, rescored, strict=True):
+        torch.testing.assert_close(
+            by_text[item["response"]]["scores"], scored["scores"], atol=1e-4, rtol=0
+        )
+
+
+def test_best_of_n_keeps_the_top_n_and_works_for_completions(server):
+    response = chat(server, seed=7, n=2, rerank={"reward_model": "judge", "n": 5})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    check_argmax(body, 2, [c["message"]["content"] for c in body["choices"]], 5)
+    completion = httpx.post(
+        f"{server.base_url}/completions",
+        json={
+            "prompt": ["The sea", "A fruit"],
+            "max_tokens": 8,
+            "temperature": 1.0,
+            "seed": 3,
+            "rerank": {"reward_model": "judge", "n": 3},
+        },
+        headers=AUTH,
+        timeout=120,
+    )
+    assert completion.status_code == 200, completion.text
+    body = completion.json()
+    listed = body["rerank"]["candidates"]
+    assert [c["prompt_index"] for c in listed] == [0, 0, 0, 1, 1, 1]
+    for prompt in (0, 1):
+        mine = [c for c in listed if c["prompt_index"] == prompt]
+        assert mine[0]["score"] == max(c["score"] for c in mine)
+        assert body["choices"][prompt]["text"] == mine[0]["text"]
+        assert mine[0]["choice_index"] == prompt
+
+
+def test_best_of_n_streams_the_chosen_answer(server):
+    body = {
+        "messages": QUESTION,
+        "max_tokens": 12,
+        "temperature": 1.0,
+        "seed": 5,
+        "rerank": {"reward_model": "aspects", "n": 3},
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx.stream(
+        "POST", f"{server.base_url}/chat/completions", json=body, headers=AUTH, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"]["content"] for c in chunks if c["choices"])
+    last = chunks[-1]
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] > 0
+    check_argmax({"rerank": last["rerank"], "usage": last["usage"]}, 1, [text], 3)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"rerank": {"reward_model": "nope", "n": 2}}, "rerank.reward_model"),
+        ({"rerank": {"n": 2}}, "rerank.reward_model"),  # two reward models: say which
+        ({"n": 3, "rerank": {"reward_model": "judge", "n": 2}}, "rerank.n"),
+        ({"temperature": 0, "rerank": {"reward_model": "judge", "n": 2}}, "rerank.n"),
+        ({"rerank": {"reward_model": "judge", "n": 1}}, "rerank.n"),
+        ({"rerank": {"reward_model": "judge", "n": 17}}, "rerank.n"),
+        (
+            {"rerank": {"reward_model": "judge", "n": 2, "objective_weights": {"x": 1}}},
+            "rerank.objective_weights.x",
+        ),
+    ],
+)
+def test_bad_rerank_requests_are_400s(server, fields, param):
+    response = chat(server, **fields)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_the_python_client_asks_for_best_of_n(server):
+    from genarm.clients import GenARMClient, rerank_of
+
+    with GenARMClient(server.url, api_key=API_KEY) as client:
+        assert client.model == "base"  # the generating model, listed first
+        reply = client.chat(
+            QUESTION,
+            {"arm_a": 0.5},
+            rerank={"reward_model": "judge", "n": 3},
+            max_tokens=8,
+            temperature=1.0,
+            seed=4,
+        )
+    rerank = rerank_of(reply)
+    assert rerank["reward_model"] == "judge" and len(rerank["candidates"]) == 3
+    assert reply.choices[0].message.content == rerank["candidates"][0]["text"]

@@ -798,11 +798,10 @@ def test_openapi_describes_reward_weights_and_arms(server):
         assert "reward_weights" in schemas[chunk_name]["properties"], path
         assert chunk_name in ok["text/event-stream"]["schema"]["description"]
     models = spec["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]
-    card = schema_of(
-        schema_of(models["application/json"]["schema"]["$ref"])["properties"]["data"]["items"][
-            "$ref"
-        ]
-    )
+    items = schema_of(models["application/json"]["schema"]["$ref"])["properties"]["data"]["items"]
+    model_card, reward_card = (schema_of(option["$ref"]) for option in items["anyOf"])
+    assert reward_card["title"] == "RewardModelCard"  # then the reward models (/v1/rewards)
+    card = model_card
     arm = schema_of(card["properties"]["arms"]["items"]["$ref"])
     assert set(arm["properties"]) == {
         "name",
