@@ -62,9 +62,10 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tmp_path_factory):
+def server(tiny_models, tiny_reward_models, tmp_path_factory):
     config = tiny_config_dict(tiny_models, max_model_len=CONTEXT)
     config["server"] = {"api_keys": [API_KEY]}
+    config["reward_models"] = [{"name": "aspects", "model": tiny_reward_models["three"]}]
     with LiveServer(config, workdir=tmp_path_factory.mktemp("web-server")) as live:
         yield live
 
@@ -372,6 +373,31 @@ def test_stop_keeps_the_partial_answer(page):
         {"role": "assistant", "content": partial},
         {"role": "user", "content": "Thanks"},
     ]
+
+
+def test_best_of_n_control(page, server):
+    """Candidates > 1 sends rerank with the chosen reward model; the answer shown is
+    the best candidate, and the line under it says so."""
+    assert page.locator("#rerank-section").is_visible()
+    assert page.locator("#rerank-model option").all_text_contents() == ["aspects"]
+    page.uncheck("#compare")
+    set_slider(page, "#temperature", 20)  # 1.0: candidates must differ
+    page.fill("#max-tokens", "8")
+    page.fill("#seed", "3")
+    page.fill("#rerank-n", "3")
+    try:
+        (request,) = chat_requests(page, lambda: send(page, "Pick one."))
+    finally:
+        page.fill("#rerank-n", "1")
+    assert request.post_data_json["rerank"] == {"reward_model": "aspects", "n": 3}
+    answer = page.locator('[data-pane="guided"] .msg.assistant').last
+    rerank = json.loads(answer.get_attribute("data-rerank"))
+    assert len(rerank["candidates"]) == 3 and rerank["candidates"][0]["choice_index"] == 0
+    assert answer.locator(".text").text_content() == rerank["candidates"][0]["text"]
+    assert "best of 3 by aspects" in answer.locator(".meta").text_content()
+    # Back to 1: no rerank.
+    (plain,) = chat_requests(page, lambda: send(page, "Again."))
+    assert "rerank" not in plain.post_data_json
 
 
 def test_everything_came_from_the_server(server, browser_log):

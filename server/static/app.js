@@ -9,6 +9,7 @@ const WEIGHT_STEP = 0.05;
 const state = {
   model: null,
   arms: [],
+  rewardModels: [], // GET /v1/models' reward-model cards (best of N)
   weights: {}, // ARM name -> slider value
   busy: false,
   controllers: [],
@@ -142,6 +143,7 @@ async function loadModels() {
     const model = body.data[0];
     state.model = model.id;
     state.arms = model.arms || [];
+    renderRewardModels(body.data.filter((card) => card.type === "reward_model"));
     $("#model-id").textContent = model.id;
     $("#model-id").title = model.id;
     renderArms();
@@ -150,6 +152,17 @@ async function loadModels() {
     armsBox.replaceChildren(el("p", { class: "error" }, describe(err)), retryButton());
     setStatus("error", describe(err));
   }
+}
+
+// The best-of-N control: shown only when the server has reward models.
+function renderRewardModels(models) {
+  state.rewardModels = models;
+  $("#rerank-section").hidden = models.length === 0;
+  $("#rerank-model").replaceChildren(
+    ...models.map((m) =>
+      el("option", { value: m.id, textContent: m.id, title: `objectives: ${m.objectives.join(", ")}` }),
+    ),
+  );
 }
 
 function retryButton() {
@@ -260,6 +273,7 @@ async function streamChat(body, onDelta, signal) {
       if (chunk.error) throw new ApiError(0, chunk.error.message);
       if (chunk.reward_weights) result.weights = chunk.reward_weights;
       if (chunk.usage) result.usage = chunk.usage;
+      if (chunk.rerank) result.rerank = chunk.rerank;
       for (const choice of chunk.choices || []) {
         if (choice.delta && choice.delta.content) onDelta(choice.delta.content);
         if (choice.finish_reason) result.finish = choice.finish_reason;
@@ -298,6 +312,10 @@ function readSettings() {
   if (maxTokensText !== "") settings.max_tokens = Number(maxTokensText);
   if (seedText !== "") settings.seed = Number(seedText);
   else if (comparing()) settings.seed = Math.floor(Math.random() * 2 ** 31); // same for both sides
+  const candidates = Number($("#rerank-n").value);
+  if (state.rewardModels.length && candidates > 1) {
+    settings.rerank = { reward_model: $("#rerank-model").value, n: candidates };
+  }
   return settings;
 }
 
@@ -341,6 +359,12 @@ async function ask(pane, text, settings, signal) {
     );
     botMsg.dataset.weights = JSON.stringify(result.weights);
     const parts = [weightsSummary(result.weights || {})];
+    if (result.rerank) {
+      const best = result.rerank.candidates[0];
+      const count = result.rerank.candidates.length;
+      parts.push(`best of ${count} by ${result.rerank.reward_model} (score ${best.score.toFixed(2)})`);
+      botMsg.dataset.rerank = JSON.stringify(result.rerank);
+    }
     if (result.usage) parts.push(`${result.usage.completion_tokens} tokens`);
     parts.push(`${((performance.now() - started) / 1000).toFixed(1)} s`);
     if (settings.seed !== undefined) parts.push(`seed ${settings.seed}`);
