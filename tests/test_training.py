@@ -608,9 +608,19 @@ def test_export_judge_scores_as_the_judge(tiny_models, tmp_path):
         ),
     ]
     expected = judge.score_many(items)
+    sequences = []
     for (messages, response), score in zip(items, expected, strict=True):
         ids = conversation_ids(tokenizer, messages, response)
         assert ids[-1] == tokenizer.eos_token_id  # pooled on the reply's end of turn
+        assert model.config.pad_token_id not in ids  # so HF pools the last token
         with torch.no_grad():
             exported = model(torch.tensor([ids])).logits[0, 0].item()
         assert exported + offset == pytest.approx(score, abs=1e-4)
+        sequences.append(ids)
+    # Batched with right padding (HF finds each row's last non-pad token): the same.
+    width = max(len(ids) for ids in sequences)
+    pad = model.config.pad_token_id
+    batch = torch.tensor([ids + [pad] * (width - len(ids)) for ids in sequences])
+    with torch.no_grad():
+        batched = model(batch, attention_mask=(batch != pad).long()).logits[:, 0] + offset
+    torch.testing.assert_close(batched.tolist(), expected, atol=1e-4, rtol=0)

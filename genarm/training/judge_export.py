@@ -12,6 +12,11 @@ scores the judge's own:
   renders a whole conversation with what follows that token too (ChatML adds a
   newline), and a sequence-classification model pools the last token, so the
   exported tokenizer's template drops trailing whitespace.
+- HF's sequence-classification models pool the last token that is not the
+  padding token. Chat models often pad with their end-of-turn token (SmolLM2
+  does), which would move HF's pooling one token back; the export pads with a
+  special token that a conversation never contains. (vLLM pools the last token
+  and is unaffected.)
 - HF's Llama-family ``score`` layer has no bias: the judge's bias (a constant
   that changes no preference) is left out, and reported as ``score_offset``
   (judge score = exported score + score_offset).
@@ -32,6 +37,18 @@ def trimmed_chat_template(template: str) -> str:
     return "{%- set rendered -%}" + template + "{%- endset -%}{{ rendered | trim }}"
 
 
+def unused_pad_id(tokenizer) -> int:
+    """A special token id that a rendered conversation does not contain."""
+    sample = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    rendered = tokenizer.apply_chat_template(sample, tokenize=False)
+    used = set(tokenizer(rendered, add_special_tokens=True)["input_ids"])
+    used |= {tokenizer.eos_token_id, tokenizer.bos_token_id}
+    for token_id in tokenizer.all_special_ids:
+        if token_id not in used:
+            return token_id
+    raise ValueError("every special token appears in a conversation: no id to pad with")
+
+
 def export_judge(judge_dir: str, out: str, base: str | None = None, dtype: str = "bfloat16"):
     """Write the HF folder; returns a summary (``score_offset`` among it)."""
     from transformers import AutoModelForSequenceClassification
@@ -42,7 +59,8 @@ def export_judge(judge_dir: str, out: str, base: str | None = None, dtype: str =
     decoder = judge.model.decoder.merge_and_unload()
     config = decoder.config
     config.num_labels = 1
-    config.pad_token_id = judge.tokenizer.pad_token_id
+    pad_id = unused_pad_id(judge.tokenizer)
+    config.pad_token_id = pad_id
     model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
     getattr(model, model.base_model_prefix).load_state_dict(decoder.state_dict())
     head = judge.model.head
@@ -54,6 +72,7 @@ def export_judge(judge_dir: str, out: str, base: str | None = None, dtype: str =
     model.save_pretrained(out_path)
     tokenizer = judge.tokenizer
     tokenizer.chat_template = trimmed_chat_template(tokenizer.chat_template)
+    tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_id)
     tokenizer.save_pretrained(out_path)
     summary = {
         "judge": str(judge_dir),
