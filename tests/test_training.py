@@ -624,3 +624,41 @@ def test_export_judge_scores_as_the_judge(tiny_models, tmp_path):
     with torch.no_grad():
         batched = model(batch, attention_mask=(batch != pad).long()).logits[:, 0] + offset
     torch.testing.assert_close(batched.tolist(), expected, atol=1e-4, rtol=0)
+
+
+def test_make_preferences_labels_samples_with_a_reward_model(tiny_reward_models, tmp_path):
+    """--reward-model: the samples ranked by an HF reward model's combined score (as
+    /v1/rewards combines it: the weights given over the mean), best vs worst."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from genarm.cli import main
+    from genarm.server.reward_models import conversation_ids
+
+    groups = {
+        f"Question {i}?": [[f"Answer {j} to {i}: " + "yes " * (i + j), True] for j in range(4)]
+        for i in range(3)
+    }
+    samples = write_samples(tmp_path / "samples.jsonl", groups)
+    path = tiny_reward_models["three"]
+    command = ["make-preferences", "--base", path, "--out", str(tmp_path / "pairs")]
+    command += ["--from-samples", str(samples), "--reward-model", path]
+    assert main([*command, "--objective-weights", "helpful=2,concise=-1"]) == 0
+    pairs = load_pairs(tmp_path / "pairs" / "three.jsonl")
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    weights = [2.0, 1 / 3, -1.0]  # helpful, harmless (the mean's share), concise
+    assert len(pairs) == len(groups)
+    for pair, (prompt, group) in zip(pairs, groups.items(), strict=True):
+        scores = []
+        for text, _ in group:
+            ids = conversation_ids(tokenizer, [{"role": "user", "content": prompt}], text)
+            with torch.no_grad():
+                outputs = model(torch.tensor([ids])).logits[0].tolist()
+            scores.append(sum(w * o for w, o in zip(weights, outputs, strict=True)))
+        texts = [text for text, _ in group]
+        assert pair.prompt == prompt
+        assert pair.chosen == texts[scores.index(max(scores))]
+        assert pair.rejected == texts[scores.index(min(scores))]
+    with pytest.raises(SystemExit, match="not one of"):
+        main([*command, "--objective-weights", "nope=1"])

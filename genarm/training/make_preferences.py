@@ -1,9 +1,13 @@
 """`genarm make-preferences`: preference pairs from the base model's own samples.
 
 For each prompt, sample several responses with vLLM, score each with a
-trajectory-level reward function (``genarm.training.rewards``), and pair the
+trajectory-level reward function (``genarm.training.rewards``) or a reward
+model (``--reward-model``: any HF sequence-classification folder, such as one
+of ``genarm export-judge``, scored as ``/v1/rewards`` scores), and pair the
 best with the worst (ties are skipped); ``--pairs-per-prompt`` pairs the next
-best with the next worst too. Seeds make a run reproducible.
+best with the next worst too. Seeds make a run reproducible. With a reward
+model, `genarm train-arm` on the pairs distils it into an ARM: any
+trajectory-level reward model becomes token-level guidance.
 
 An aspect reward alone teaches its aspect at any cost: the shortest of a
 prompt's samples is often the one that stopped before answering. With
@@ -206,10 +210,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, help="HF folder of the model to sample")
     parser.add_argument(
         "--reward",
-        required=True,
         nargs="+",
         choices=sorted(REWARDS),
         help="one or more rewards: the samples are drawn once, each writes OUT/<reward>.jsonl",
+    )
+    parser.add_argument(
+        "--reward-model",
+        help="an HF sequence-classification folder (e.g. from `genarm export-judge`) whose "
+        "combined score ranks the samples; writes OUT/<its folder name>.jsonl",
+    )
+    parser.add_argument(
+        "--objective-weights",
+        help="--reward-model: name=weight,... over its defaults (the mean of its objectives)",
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--samples", type=int, default=4, help="responses per prompt")
@@ -302,6 +314,8 @@ def _samples(args: argparse.Namespace, out: Path) -> tuple[list[str], list[list]
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not args.reward and not args.reward_model:
+        raise SystemExit("make-preferences: give --reward, --reward-model or both")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prompts, samples = _samples(args, out)
@@ -316,30 +330,23 @@ def run(args: argparse.Namespace) -> int:
                 f.write(json.dumps({"prompt": prompt, "scores": scores}) + "\n")
     if args.stopping_pairs:
         pairs = _stopping_pairs(args, prompts, texts, holistic)
-        for name in args.reward:
+        for name in args.reward or []:
             count = write_pairs(out / f"{name}.jsonl", pairs)
             print(
                 f"{name}: {count} stopping pairs from {len(prompts)} prompts -> {out / name}.jsonl"
             )
         return 0
-    for name in args.reward:
-        reward = REWARDS[name]
-        pairs, unfiltered = [], 0
-        for index, (prompt, group) in enumerate(zip(prompts, samples, strict=True)):
-            scores = [reward(text, done) for text, done in group]
-            done = [d for _, d in group]
-            eligible = done if args.chosen_must_finish else None
-            ranked = (texts[index], scores, args.pairs_per_prompt, args.min_reward_gap)
-            unfiltered += len(ranked_pairs(prompt, *ranked, eligible=eligible))
-            kept = holistic[index] if holistic else None
-            pairs += ranked_pairs(
-                prompt,
-                *ranked,
-                holistic=kept,
-                margin=args.holistic_margin,
-                eligible=eligible,
-                finished=done,
-            )
+    scored = {
+        name: [[REWARDS[name](text, done) for text, done in group] for group in samples]
+        for name in args.reward or []
+    }
+    if args.reward_model:
+        name = Path(args.reward_model).expanduser().resolve().name
+        scored[name] = reward_model_scores(
+            args.reward_model, args.objective_weights, list(zip(prompts, texts, strict=True))
+        )
+    for name, scores in scored.items():
+        pairs, unfiltered = _ranked(args, prompts, samples, scores, holistic)
         if args.length_matched:
             from transformers import AutoTokenizer
 
@@ -349,6 +356,76 @@ def run(args: argparse.Namespace) -> int:
         rule = f", {unfiltered - count} dropped by the holistic rule" if holistic else ""
         print(f"{name}: {count} pairs from {len(prompts)} prompts{rule} -> {out / name}.jsonl")
     return 0
+
+
+def _ranked(args, prompts, samples, scores, holistic) -> tuple[list[PreferencePair], int]:
+    """Each prompt's pairs by ``scores`` (per prompt, per sample), and how many there
+    were before the holistic rule."""
+    pairs, unfiltered = [], 0
+    for index, (prompt, group) in enumerate(zip(prompts, samples, strict=True)):
+        texts = [text for text, _ in group]
+        done = [d for _, d in group]
+        eligible = done if args.chosen_must_finish else None
+        ranked = (texts, scores[index], args.pairs_per_prompt, args.min_reward_gap)
+        unfiltered += len(ranked_pairs(prompt, *ranked, eligible=eligible))
+        pairs += ranked_pairs(
+            prompt,
+            *ranked,
+            holistic=holistic[index] if holistic else None,
+            margin=args.holistic_margin,
+            eligible=eligible,
+            finished=done,
+        )
+    return pairs, unfiltered
+
+
+def reward_model_scores(
+    path: str, objective_weights: str | None, groups: list[tuple[str, list[str]]]
+) -> list[list[float]]:
+    """Every sample's combined score under an HF sequence-classification reward model,
+    read as /v1/rewards reads an item (the reply as the assistant's turn, the model's
+    chat template) and combined as it combines objectives (the weights given as
+    ``name=w,...`` over the defaults: the mean)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from genarm.config import RewardModelConfig
+    from genarm.engine.reward_engine import objective_weights as default_weights
+    from genarm.engine.reward_engine import reward_model_objectives
+    from genarm.server.reward_models import conversation_ids
+
+    rm = RewardModelConfig(name="labeller", model=str(Path(path).expanduser()))
+    objectives = reward_model_objectives(rm)
+    weights = default_weights(rm, objectives)
+    for name, weight in _weight_args(objective_weights).items():
+        if name not in weights:
+            raise SystemExit(f"--objective-weights: {name!r} is not one of {objectives}")
+        weights[name] = weight
+    tokenizer = AutoTokenizer.from_pretrained(rm.model)
+    model = AutoModelForSequenceClassification.from_pretrained(rm.model, dtype=torch.float32)
+    model.eval()
+    scores = []
+    for prompt, texts in groups:
+        row = []
+        for text in texts:
+            # One at a time: HF pools the last non-pad token, and many chat models pad
+            # with a token their conversations contain.
+            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+            ids = conversation_ids(tokenizer, list(messages), text)
+            with torch.no_grad():
+                outputs = model(torch.tensor([ids])).logits[0].tolist()
+            row.append(sum(weights[o] * v for o, v in zip(objectives, outputs, strict=True)))
+        scores.append(row)
+    return scores
+
+
+def _weight_args(text: str | None) -> dict[str, float]:
+    if not text:
+        return {}
+    try:
+        return {k.strip(): float(v) for k, v in (part.split("=", 1) for part in text.split(","))}
+    except ValueError:
+        raise SystemExit(f"--objective-weights wants name=weight,... got {text!r}") from None
 
 
 def _stopping_pairs(
