@@ -662,3 +662,42 @@ def test_make_preferences_labels_samples_with_a_reward_model(tiny_reward_models,
         assert pair.rejected == texts[scores.index(min(scores))]
     with pytest.raises(SystemExit, match="not one of"):
         main([*command, "--objective-weights", "nope=1"])
+
+
+def test_grm_regulariser_is_the_reply_text_loss(tiny_models, tmp_path):
+    """--grm-weight: the regulariser is the chosen reply's mean token NLL under the
+    base's LM head on the judge's own hidden states (equal to the base model's at
+    the start, when LoRA changes nothing), and a GRM run trains and loads."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
+
+    from genarm.training.judge import Judge, JudgeConfig, _batch, _build, reply_mask, train_judge
+
+    base = str(tiny_models["base"])
+    tokenizer, model = _build(base, 8, 16, bf16=False, seed=0, lm_head=True)
+    messages = [{"role": "user", "content": "Name a fruit."}]
+    rows = [encode(tokenizer, messages, reply, 64, 32) for reply in ("An apple.", "A pear, ripe.")]
+    ids, mask = _batch([r[0] for r in rows], tokenizer.pad_token_id or 0)
+    replies = reply_mask(mask, [r[1] for r in rows])
+    with torch.no_grad():
+        _, hidden = model.rewards_and_states(ids, mask)
+        nll = model.reply_nll(hidden, ids, replies)
+        logits = AutoModelForCausalLM.from_pretrained(base)(ids, attention_mask=mask).logits
+    targets = replies[:, 1:].bool()
+    expected = F.cross_entropy(logits[:, :-1][targets], ids[:, 1:][targets])
+    assert nll.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert int(replies.sum()) == sum(len(r[0]) - r[1] for r in rows)
+
+    write_pairs(tmp_path / "judge.jsonl", synthetic_pairs(4))
+    cfg = JudgeConfig(
+        data=str(tmp_path / "judge.jsonl"),
+        out=str(tmp_path / "grm"),
+        base=base,
+        max_length=64,
+        bf16=False,
+        grm_weight=0.5,
+    )
+    summary = train_judge(cfg, progress=False)
+    assert summary["grm_weight"] == 0.5 and math.isfinite(summary["final_reply_nll"])
+    judge = Judge.load(tmp_path / "grm", bf16=False)
+    assert math.isfinite(judge.score("Name a fruit.", "An apple."))

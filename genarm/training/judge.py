@@ -9,6 +9,13 @@ see the pairs the ARMs were trained on: for HH-RLHF it trains on ``judge_train``
     judge.score("How do I pick a lock?", "I can't help with that.")  # -> float
 
 ``genarm train-judge --data ... --out ... --base ... [--eval HELD_OUT]`` trains one.
+
+``--grm-weight α`` adds GRM's regularisation (Yang et al., NeurIPS 2024,
+"Regularizing Hidden States Enables Learning Generalizable Reward Model"): the
+same adapted hidden states must still predict the chosen replies through the
+base's (frozen) language-model head, so the loss is
+``(1 - α)·BT + α·SFT(chosen)``; the saved judge is the same (the LM head is a
+training aid only).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ class JudgeConfig:
     max_pairs: int | None = None
     seed: int = 0
     bf16: bool = True
+    grm_weight: float = 0.0  # GRM's text-generation regularisation; 0: plain Bradley-Terry
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
@@ -54,18 +62,32 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Te
 
 
 class RewardModel(torch.nn.Module):
-    """A (LoRA-adapted) decoder with a scalar head on the last real token."""
+    """A (LoRA-adapted) decoder with a scalar head on the last real token; with
+    ``lm_head`` (GRM training), also the text loss of replies on the same states."""
 
-    def __init__(self, decoder, hidden_size: int):
+    def __init__(self, decoder, hidden_size: int, lm_head: torch.nn.Module | None = None):
         super().__init__()
         self.decoder = decoder
         self.head = torch.nn.Linear(hidden_size, 1)
+        self.lm_head = lm_head
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.rewards_and_states(input_ids, attention_mask)[0]
+
+    def rewards_and_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         last = attention_mask.sum(dim=1) - 1  # right padding
         pooled = hidden[torch.arange(len(hidden)), last]
-        return self.head(pooled.float()).squeeze(-1)
+        return self.head(pooled.float()).squeeze(-1), hidden
+
+    def reply_nll(
+        self, hidden: torch.Tensor, input_ids: torch.Tensor, reply_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean -log π(reply token | what precedes it) through ``lm_head``: GRM's
+        regulariser. ``reply_mask`` marks the reply's tokens (the targets)."""
+        targets = reply_mask[:, 1:].bool()
+        logits = self.lm_head(hidden[:, :-1][targets]).float()
+        return F.cross_entropy(logits, input_ids[:, 1:][targets])
 
 
 def _batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,17 +100,26 @@ def _batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
     return ids, mask
 
 
-def _build(base: str, rank: int, alpha: int, bf16: bool, seed: int):
+def _build(base: str, rank: int, alpha: int, bf16: bool, seed: int, lm_head: bool = False):
+    """The tokenizer and the LoRA reward model; ``lm_head``: keep the base's frozen
+    language-model head beside it (GRM training)."""
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    decoder = AutoModel.from_pretrained(base, dtype=torch.bfloat16 if bf16 else torch.float32)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    head = None
+    if lm_head:
+        causal = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        decoder, head = causal.get_decoder(), causal.get_output_embeddings()
+        head.requires_grad_(False)
+    else:
+        decoder = AutoModel.from_pretrained(base, dtype=dtype)
     lora = LoraConfig(
         r=rank, lora_alpha=alpha, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]
     )
-    model = RewardModel(get_peft_model(decoder, lora), decoder.config.hidden_size)
+    model = RewardModel(get_peft_model(decoder, lora), decoder.config.hidden_size, head)
     return tokenizer, model
 
 
@@ -152,6 +183,13 @@ class Judge:
         return wins / max(1, len(pairs))
 
 
+def reply_mask(attention_mask: torch.Tensor, prompt_lengths: list[int]) -> torch.Tensor:
+    """1 on each row's reply tokens (after its prompt, before its padding)."""
+    positions = torch.arange(attention_mask.shape[1])[None, :]
+    starts = torch.tensor(prompt_lengths)[:, None]
+    return attention_mask * (positions >= starts)
+
+
 def _messages(prompt: str | Messages) -> Messages:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
@@ -165,11 +203,13 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
     pairs = load_pairs(cfg.data)
     random.Random(cfg.seed).shuffle(pairs)
     pairs = pairs[: cfg.max_pairs] if cfg.max_pairs else pairs
-    tokenizer, model = _build(cfg.base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed)
+    grm = cfg.grm_weight > 0
+    tokenizer, model = _build(cfg.base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed, lm_head=grm)
     pad_id = tokenizer.pad_token_id or 0
+    # Per pair: (chosen ids, its prompt length), (rejected ids, its prompt length).
     enc = [
         [
-            encode(tokenizer, p.messages(), r, cfg.max_length, cfg.max_response_length)[0]
+            encode(tokenizer, p.messages(), r, cfg.max_length, cfg.max_response_length)
             for r in (p.chosen, p.rejected)
         ]
         for p in pairs
@@ -182,18 +222,24 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / total)
     )
-    losses, accs, started = [], [], time.monotonic()
+    losses, accs, nlls, started = [], [], [], time.monotonic()
     model.train()
     for step in tqdm(range(total), desc="train-judge", disable=not progress):
         epoch, index = divmod(step, math.ceil(len(enc) / cfg.batch_size))
         order = list(range(len(enc)))
         random.Random(cfg.seed + epoch).shuffle(order)
         rows = [enc[i] for i in order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
-        ids, mask = _batch([c for c, _ in rows] + [r for _, r in rows], pad_id)
+        ids, mask = _batch([c[0] for c, _ in rows] + [r[0] for _, r in rows], pad_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            rewards = model(ids, mask).float()
-        chosen, rejected = rewards[: len(rows)], rewards[len(rows) :]
-        loss = bradley_terry_loss(chosen, rejected)
+            rewards, hidden = model.rewards_and_states(ids, mask)
+            rewards = rewards.float()
+            chosen, rejected = rewards[: len(rows)], rewards[len(rows) :]
+            loss = bradley_terry_loss(chosen, rejected)
+            if grm:
+                replies = reply_mask(mask[: len(rows)], [c[1] for c, _ in rows])
+                nll = model.reply_nll(hidden[: len(rows)], ids[: len(rows)], replies)
+                loss = (1 - cfg.grm_weight) * loss + cfg.grm_weight * nll
+                nlls.append(nll.item())
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -214,6 +260,9 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
         "final_loss": sum(losses[-window:]) / window,
         "final_accuracy": sum(accs[-window:]) / window,
     }
+    if grm:
+        summary["grm_weight"] = cfg.grm_weight
+        summary["final_reply_nll"] = sum(nlls[-window:]) / window
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -230,6 +279,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--max-pairs", type=int, default=None)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=d.bf16)
+    parser.add_argument(
+        "--grm-weight",
+        type=float,
+        default=d.grm_weight,
+        help="GRM's regularisation: weight w of the chosen replies' text loss through the "
+        "base's frozen LM head, (1 - w)·BT + w·SFT (0: off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
