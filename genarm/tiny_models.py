@@ -65,14 +65,11 @@ def make_tokenizer(vocab_size: int = 1024):
     return fast
 
 
-def make_llama(path: str | Path, tokenizer, shape: TinyShape, seed: int, dtype=None) -> Path:
-    """Save a random LlamaForCausalLM with ``shape`` and ``tokenizer`` at ``path``."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def llama_config(tokenizer, shape: TinyShape, **extra):
+    """The LlamaConfig of a tiny model with ``shape`` over ``tokenizer``."""
+    from transformers import LlamaConfig
 
-    path = Path(path)
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer) + shape.extra_vocab,
         hidden_size=shape.hidden_size,
         intermediate_size=shape.intermediate_size or 2 * shape.hidden_size,
@@ -83,9 +80,18 @@ def make_llama(path: str | Path, tokenizer, shape: TinyShape, seed: int, dtype=N
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        **extra,
     )
-    model = LlamaForCausalLM(cfg)
+
+
+def make_llama(path: str | Path, tokenizer, shape: TinyShape, seed: int, dtype=None) -> Path:
+    """Save a random LlamaForCausalLM with ``shape`` and ``tokenizer`` at ``path``."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(llama_config(tokenizer, shape, tie_word_embeddings=False))
     # Larger logits than the default init make the distributions peaked enough
     # that weights visibly change greedy outputs.
     with torch.no_grad():
@@ -119,26 +125,13 @@ def make_reward_model(
     named in ``id2label``, as a multi-objective reward model names its heads.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from transformers import LlamaForSequenceClassification
 
     shape = shape or TinyShape(num_hidden_layers=2)
     path = Path(path)
     torch.manual_seed(seed)
     labels = {} if len(objectives) == 1 else {"id2label": dict(enumerate(objectives))}
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer) + shape.extra_vocab,
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size or 2 * shape.hidden_size,
-        num_hidden_layers=shape.num_hidden_layers,
-        num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads,
-        max_position_embeddings=8192,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        num_labels=len(objectives),
-        **labels,
-    )
+    cfg = llama_config(tokenizer, shape, num_labels=len(objectives), **labels)
     model = LlamaForSequenceClassification(cfg)
     with torch.no_grad():  # scores of a few units, so that weights visibly matter
         model.score.weight.mul_(8.0)

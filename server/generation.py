@@ -44,12 +44,7 @@ logger = logging.getLogger(__name__)
 
 async def collect(engine: EngineHandle, job: Job) -> dict:
     """Non-streamed: run every prompt, then build one response (as a JSON-able dict)."""
-    timer = RequestTimer(engine.metrics, sum(len(p) for p in job.prompts))
-    try:
-        choices = await _run(engine, job, timer)
-    finally:
-        timer.finish()
-    choices, rerank = await _reranked(job, choices)
+    choices, rerank, timer = await _collected(engine, job)
     envelope = _envelope(engine, job)
     if rerank is not None:
         envelope["rerank"] = rerank
@@ -79,6 +74,17 @@ async def collect(engine: EngineHandle, job: Job) -> dict:
         ]
         body = CompletionResponse(object="text_completion", choices=text, usage=usage, **envelope)
     return body.model_dump(exclude_unset=True)
+
+
+async def _collected(engine: EngineHandle, job: Job):
+    """(the choices, best-of-N's ``rerank`` or None, the finished timer) of a whole job."""
+    timer = RequestTimer(engine.metrics, sum(len(p) for p in job.prompts))
+    try:
+        choices = await _run(engine, job, timer)
+    finally:
+        timer.finish()
+    choices, rerank = await _reranked(job, choices)
+    return choices, rerank, timer
 
 
 async def _run(engine: EngineHandle, job: Job, timer: RequestTimer) -> dict[int, _Choice]:
@@ -150,12 +156,7 @@ SSE_DONE = b"data: [DONE]\n\n"
 
 
 async def _reranked_stream(engine: EngineHandle, job: Job) -> AsyncIterator[bytes]:
-    timer = RequestTimer(engine.metrics, sum(len(p) for p in job.prompts))
-    try:
-        choices = await _run(engine, job, timer)
-    finally:
-        timer.finish()
-    choices, rerank = await _reranked(job, choices)
+    choices, rerank, timer = await _collected(engine, job)
     envelope = _envelope(engine, job)
     usage = {"usage": None} if job.include_usage else {}
     for index, choice in sorted(choices.items()):
