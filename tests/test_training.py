@@ -411,6 +411,39 @@ def test_make_preferences_is_reproducible_and_splits_prompts(tiny_models, tmp_pa
         assert (chosen, rejected) == (scores[-1], scores[0])
 
 
+def test_make_preferences_samples_the_dialogues_of_a_pairs_file(tiny_models, tmp_path):
+    """--prompts-from: the prompts of a preference file (HH-RLHF's multi-turn dialogues
+    too), each once in file order, sampled as chat conversations and kept as messages."""
+    import subprocess
+
+    from live_server import genarm_command
+
+    dialogue = [
+        {"role": "user", "content": "Hi there."},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Name a fruit."},
+    ]
+    source = [
+        PreferencePair(dialogue, "An apple.", "No."),
+        PreferencePair("Name a colour.", "Red.", "No."),
+        PreferencePair(dialogue, "A pear.", "Go away."),  # the same dialogue again
+    ]
+    write_pairs(tmp_path / "source.jsonl", source)
+    out = tmp_path / "pairs"
+    command = [*genarm_command(), "make-preferences", "--base", str(tiny_models["base"])]
+    command += ["--prompts-from", str(tmp_path / "source.jsonl"), "--reward", "concise"]
+    command += ["--out", str(out), "--samples", "3", "--max-tokens", "12"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [row["prompt"] for row in rows] == [dialogue, "Name a colour."]
+    assert all(len(row["samples"]) == 3 for row in rows)
+    assert not (out / "held_out_prompts.json").exists()  # no instruction split was used
+    pairs = load_pairs(out / "concise.jsonl")
+    sampled = {json.dumps(row["prompt"]) for row in rows}
+    assert pairs and {json.dumps(pair.prompt) for pair in pairs} <= sampled
+
+
 def train_tiny_judge(tiny_models, tmp_path) -> None:
     """A judge on the tiny base, trained on synthetic pairs, in ``tmp_path/judge``."""
     from genarm.training.judge import JudgeConfig, train_judge

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from genarm.reference import Adapter, GenARMReference
-from genarm.training.preference_data import Messages, PreferencePair, load_pairs
+from genarm.training.preference_data import Messages, PreferencePair, as_messages, load_pairs
 from genarm.training.train_arm import encode, sequence_logps
 
 BASE = "base"
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                 guided_generate(
                     model,
                     tokenizer,
-                    p if isinstance(p, list) else [{"role": "user", "content": p}],
+                    as_messages(p),
                     {"arm": alpha},
                     args.max_new_tokens,
                     args.temperature,

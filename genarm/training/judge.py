@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from genarm.training.preference_data import Messages, PreferencePair, load_pairs
+from genarm.training.preference_data import Messages, PreferencePair, as_messages, load_pairs
 from genarm.training.train_arm import encode
 
 HEAD_FILE = "reward_head.safetensors"
@@ -159,7 +159,7 @@ class Judge:
 
         cfg = self.cfg
         seqs = [
-            encode(self.tokenizer, _messages(p), r, cfg.max_length, cfg.max_response_length)[0]
+            encode(self.tokenizer, as_messages(p), r, cfg.max_length, cfg.max_response_length)[0]
             for p, r in items
         ]
         scores: list[float] = []
@@ -188,10 +188,6 @@ def reply_mask(attention_mask: torch.Tensor, prompt_lengths: list[int]) -> torch
     positions = torch.arange(attention_mask.shape[1])[None, :]
     starts = torch.tensor(prompt_lengths)[:, None]
     return attention_mask * (positions >= starts)
-
-
-def _messages(prompt: str | Messages) -> Messages:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
 def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:

@@ -42,7 +42,14 @@ import math
 import re
 from pathlib import Path
 
-from genarm.training.preference_data import PreferencePair, write_pairs
+from genarm.training.preference_data import (
+    Messages,
+    PreferencePair,
+    as_messages,
+    load_pairs,
+    unique_prompts,
+    write_pairs,
+)
 from genarm.training.prompts import split_prompts
 from genarm.training.rewards import REWARDS
 
@@ -50,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 
 def ranked_pairs(
-    prompt: str,
+    prompt: str | Messages,
     texts: list[str],
     scores: list[float],
     max_pairs: int = 1,
@@ -131,7 +138,7 @@ def spread(items: list, count: int) -> list:
     return [items[round((i + 1) * len(items) / (count + 1)) - 1] for i in range(count)]
 
 
-def stopping_pair(prompt: str, text: str, end: int) -> PreferencePair:
+def stopping_pair(prompt: str | Messages, text: str, end: int) -> PreferencePair:
     """``text`` stopped at ``end`` (chosen) vs the same text going on one word (rejected)."""
     next_word = re.match(r"\s+\S+", text[end:])
     if next_word is None:
@@ -146,14 +153,14 @@ def mid_sentence_breaks(text: str) -> list[int]:
     return [m.end() for m in re.finditer(r"\S+(?=\s+\S)", text) if m.end() not in ends]
 
 
-def keep_going_pair(prompt: str, text: str, at: int) -> PreferencePair:
+def keep_going_pair(prompt: str | Messages, text: str, at: int) -> PreferencePair:
     """``text`` going on one word past ``at`` (chosen) vs the turn ending at ``at`` (rejected)."""
     stopped = stopping_pair(prompt, text, at)
     return PreferencePair(prompt, stopped.rejected, stopped.chosen, False, True)
 
 
 def stopping_candidates(
-    prompts: list[str], texts: list[list[str]], per_sample: int, min_words: int
+    prompts: list[str | Messages], texts: list[list[str]], per_sample: int, min_words: int
 ) -> list[tuple[int, int, int]]:
     """(prompt index, sample index, sentence end) for up to ``per_sample`` ends per sample."""
     return [
@@ -183,7 +190,7 @@ def holistic_scores(judge_path: str, base: str, groups: list[tuple[str, list[str
 
 def sample_responses(
     base: str,
-    prompts: list[str],
+    prompts: list[str | Messages],
     n: int,
     max_tokens: int,
     temperature: float,
@@ -201,7 +208,7 @@ def sample_responses(
     params = sampling_params(
         deltas=False, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed
     )
-    conversations = [[{"role": "user", "content": p}] for p in prompts]
+    conversations = [as_messages(p) for p in prompts]
     outputs = llm.chat(conversations, params, use_tqdm=True)
     return [[(c.text.strip(), c.finish_reason == "stop") for c in o.outputs] for o in outputs]
 
@@ -240,6 +247,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("train", "held-out"),
         default="train",
         help="which part of the prompt split to sample (held-out: pairs for evaluation)",
+    )
+    parser.add_argument(
+        "--prompts-from",
+        metavar="PAIRS",
+        help="sample the prompts of a preference JSONL instead of the project's instructions "
+        "(e.g. HH-RLHF's arm_train.jsonl from prepare-hh-rlhf: multi-turn dialogues), each "
+        "once, in file order; --split does not apply",
     )
     parser.add_argument(
         "--from-samples",
@@ -293,14 +307,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _samples(args: argparse.Namespace, out: Path) -> tuple[list[str], list[list]]:
+def _samples(args: argparse.Namespace, out: Path) -> tuple[list[str | Messages], list[list]]:
     """(prompts, their samples): drawn now, or read back with --from-samples."""
     if args.from_samples:
         rows = [json.loads(line) for line in Path(args.from_samples).read_text().splitlines()]
         rows = rows[: args.max_prompts] if args.max_prompts else rows
         return [r["prompt"] for r in rows], [[tuple(s) for s in r["samples"]] for r in rows]
-    train, held_out = split_prompts(args.seed)
-    prompts = train if args.split == "train" else held_out
+    if args.prompts_from:
+        prompts, held_out = unique_prompts(load_pairs(args.prompts_from)), None
+    else:
+        train, held_out = split_prompts(args.seed)
+        prompts = train if args.split == "train" else held_out
     prompts = prompts[: args.max_prompts] if args.max_prompts else prompts
     samples = sample_responses(
         args.base, prompts, args.samples, args.max_tokens, args.temperature, args.seed, args.dtype
@@ -308,7 +325,8 @@ def _samples(args: argparse.Namespace, out: Path) -> tuple[list[str], list[list]
     with open(out / "samples.jsonl", "w") as f:  # raw samples: other rewards can reuse them
         for prompt, group in zip(prompts, samples, strict=True):
             f.write(json.dumps({"prompt": prompt, "samples": group}) + "\n")
-    (out / "held_out_prompts.json").write_text(json.dumps(held_out, indent=1))
+    if held_out is not None:
+        (out / "held_out_prompts.json").write_text(json.dumps(held_out, indent=1))
     return prompts, samples
 
 
@@ -410,8 +428,7 @@ def reward_model_scores(
         for text in texts:
             # One at a time: HF pools the last non-pad token, and many chat models pad
             # with a token their conversations contain.
-            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-            ids = conversation_ids(tokenizer, list(messages), text)
+            ids = conversation_ids(tokenizer, as_messages(prompt), text)
             with torch.no_grad():
                 outputs = model(torch.tensor([ids])).logits[0].tolist()
             row.append(sum(weights[o] * v for o, v in zip(objectives, outputs, strict=True)))
@@ -430,7 +447,7 @@ def _weight_args(text: str | None) -> dict[str, float]:
 
 def _stopping_pairs(
     args: argparse.Namespace,
-    prompts: list[str],
+    prompts: list[str | Messages],
     texts: list[list[str]],
     holistic: list[list[float]] | None,
 ) -> list[PreferencePair]:

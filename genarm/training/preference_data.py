@@ -23,6 +23,11 @@ from pathlib import Path
 Messages = list[dict[str, str]]
 
 
+def as_messages(prompt: str | Messages) -> Messages:
+    """A prompt as chat messages: a string is one user turn."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
 @dataclass(frozen=True)
 class PreferencePair:
     prompt: str | Messages
@@ -32,9 +37,7 @@ class PreferencePair:
     rejected_finished: bool = True
 
     def messages(self) -> Messages:
-        if isinstance(self.prompt, str):
-            return [{"role": "user", "content": self.prompt}]
-        return list(self.prompt)
+        return as_messages(self.prompt)
 
 
 def _open(path: Path):
@@ -62,6 +65,14 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise ValueError(f"{path}:{number}: not a preference pair ({err})") from None
     return pairs
+
+
+def unique_prompts(pairs: Iterable[PreferencePair]) -> list[str | Messages]:
+    """The pairs' prompts, each once, in first-seen order."""
+    seen: dict[str, str | Messages] = {}
+    for pair in pairs:
+        seen.setdefault(json.dumps(pair.prompt), pair.prompt)
+    return list(seen.values())
 
 
 def write_pairs(path: str | Path, pairs: Iterable[PreferencePair]) -> int:
