@@ -282,7 +282,12 @@ def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
     import torch
 
     from genarm.hardware import bf16_is_fast
-    from genarm.training.guided import BASE, load_with_adapter, preference_accuracy
+    from genarm.training.guided import (
+        BASE,
+        load_with_adapter,
+        preference_accuracy,
+        training_lengths,
+    )
     from genarm.training.preference_data import load_pairs
 
     models = demo_model_set()
@@ -296,11 +301,7 @@ def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
             source["adapter_base"], source["adapter"], bf16=bf16_is_fast(torch.device("cpu"))
         )
         # Encode as the ARM was trained (prompt and reply cut to the same lengths).
-        trained = json.loads(Path(source["adapter"], "training_summary.json").read_text())
-        lengths = {
-            "max_length": trained["config"]["max_length"],
-            "max_response": trained["config"]["max_response_length"],
-        }
+        lengths = training_lengths(source["adapter"])
         out[arm] = {
             "pairs": len(pairs),
             "data": path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -274,6 +275,16 @@ def test_trained_arm_prefers_chosen_replies(tiny_models, tmp_path):
     tok, model = load_with_adapter(cfg.base, cfg.out, bf16=False)
     assert preference_accuracy(model, tok, pairs, "arm") == 1.0
     assert preference_accuracy(model, tok, pairs, "base") < 1.0
+    # `python -m genarm.training.guided --pairs`: cut as the ARM was trained
+    from genarm.training.guided import add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    command = ["--base", cfg.base, "--adapter", cfg.out, "--pairs", str(data), "--limit", "8"]
+    assert run(parser.parse_args([*command, "--out", str(tmp_path / "acc.json")])) == 0
+    result = json.loads((tmp_path / "acc.json").read_text())
+    assert (result["max_length"], result["max_response"]) == (64, cfg.max_response_length)
+    assert result["pairs"] == 8 and result["accuracy"]["arm"] == 1.0
 
 
 def test_resume_options(tiny_models, tmp_path):

@@ -125,6 +125,17 @@ def load_with_adapter(base: str, adapter: str, name: str = "arm", bf16: bool = T
     return AutoTokenizer.from_pretrained(base), model
 
 
+def training_lengths(adapter: str) -> dict[str, int]:
+    """The prompt and reply lengths an adapter was trained with (its
+    ``training_summary.json``), so that held-out pairs are cut as its training pairs
+    were; preference_accuracy's defaults for an adapter without one."""
+    summary = Path(adapter, "training_summary.json")
+    if not summary.is_file():
+        return {"max_length": 256, "max_response": 96}
+    config = json.loads(summary.read_text())["config"]
+    return {"max_length": config["max_length"], "max_response": config["max_response_length"]}
+
+
 def word_count(text: str) -> int:
     return len(text.split())
 
@@ -157,11 +168,12 @@ def run(args: argparse.Namespace) -> int:
     result: dict = {"adapter": args.adapter}
     if args.pairs:
         pairs = load_pairs(args.pairs)[: args.limit]
+        lengths = training_lengths(args.adapter)
         result["accuracy"] = {
-            c: preference_accuracy(model, tokenizer, pairs, c) for c in (BASE, "arm")
+            c: preference_accuracy(model, tokenizer, pairs, c, **lengths) for c in (BASE, "arm")
         }
-        result["pairs"] = len(pairs)
-        print(json.dumps(result["accuracy"]))
+        result.update(pairs=len(pairs), **lengths)
+        print(json.dumps({"pairs": len(pairs), **lengths, **result["accuracy"]}))
     if args.prompts:
         prompts = _load_prompts(args.prompts)[: args.limit]
         result["samples"] = []
