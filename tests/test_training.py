@@ -404,7 +404,9 @@ def test_make_preferences_is_reproducible_and_splits_prompts(tiny_models, tmp_pa
         command += ["--reward", "concise", "enthusiastic", "--out", str(out), "--seed", "0"]
         command += ["--split", "held-out", "--max-prompts", "4", "--samples", "3"]
         command += ["--max-tokens", "12"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        # A hang guard, not a speed target: ~40 s alone, but a loaded 2-core box
+        # starting vLLM took over 600 s
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [json.loads(line) for line in (outs[0] / "samples.jsonl").read_text().splitlines()]
     train, held_out = split_prompts(seed=0)
@@ -444,7 +446,7 @@ def test_make_preferences_samples_the_dialogues_of_a_pairs_file(tiny_models, tmp
     command = [*genarm_command(), "make-preferences", "--base", str(tiny_models["base"])]
     command += ["--prompts-from", str(tmp_path / "source.jsonl"), "--reward", "concise"]
     command += ["--out", str(out), "--samples", "3", "--max-tokens", "12"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert [row["prompt"] for row in rows] == [dialogue, "Name a colour."]
