@@ -39,8 +39,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.model_sets import demo_model_set  # noqa: E402
 from benchmarks.quality import HH_HELD_OUT, hh_prompts, mean_ci  # noqa: E402
+from benchmarks.quality import server_config as quality_server_config  # noqa: E402
 from benchmarks.reports import RESULTS, machine_description  # noqa: E402
 
 ARM = "harmless"
@@ -132,9 +132,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def server_config(args: argparse.Namespace) -> dict:
     """The demo's base with its harmless ARM, and the two judges as reward models."""
-    config = demo_model_set().server_config([ARM], weights_range=5.0)
-    if args.dtype:
-        config["engine"]["dtype"] = args.dtype
+    config = quality_server_config(args.dtype, (ARM,))
     config["reward_models"] = [
         {"name": name, "model": str(path), "max_batch": args.candidates, "dtype": "float32"}
         for name, path in (("selector", args.selector), ("evaluator", args.evaluator))

@@ -82,12 +82,12 @@ def mean_ci(values: list[float]) -> dict[str, float]:
 
 def hh_prompts(path: str, n: int, seed: int) -> list[list[dict[str, str]]]:
     """``n`` distinct dialogues (everything before the last reply) from a held-out split."""
-    from genarm.training.preference_data import load_pairs
+    from genarm.training.preference_data import as_messages, load_pairs, unique_prompts
 
-    unique = {json.dumps(p.messages()): p.messages() for p in load_pairs(path)}
-    keys = sorted(unique)
-    random.Random(seed).shuffle(keys)
-    return [unique[k] for k in keys[:n]]
+    dialogues = [as_messages(p) for p in unique_prompts(load_pairs(path))]
+    dialogues.sort(key=json.dumps)  # an order that does not depend on the file's
+    random.Random(seed).shuffle(dialogues)
+    return dialogues[:n]
 
 
 def instruction_prompts(n: int) -> list[list[dict[str, str]]]:
@@ -130,9 +130,9 @@ async def _generate_all(url: str, jobs: list[Job], concurrency: int) -> list[dic
     return answers
 
 
-def server_config(dtype: str | None) -> dict:
-    """The demo's deployment, weights allowed to ±5, in ``dtype`` if given."""
-    config = demo_model_set().server_config(list(ARMS), weights_range=5.0)
+def server_config(dtype: str | None, arms: tuple[str, ...] = ARMS) -> dict:
+    """The demo's deployment with ``arms``, weights allowed to ±5, in ``dtype`` if given."""
+    config = demo_model_set().server_config(list(arms), weights_range=5.0)
     if dtype:
         config["engine"]["dtype"] = dtype
     return config

@@ -128,10 +128,10 @@ def load_with_adapter(base: str, adapter: str, name: str = "arm", bf16: bool = T
 def training_lengths(adapter: str) -> dict[str, int]:
     """The prompt and reply lengths an adapter was trained with (its
     ``training_summary.json``), so that held-out pairs are cut as its training pairs
-    were; preference_accuracy's defaults for an adapter without one."""
+    were; none for an adapter without one (preference_accuracy's defaults apply)."""
     summary = Path(adapter, "training_summary.json")
     if not summary.is_file():
-        return {"max_length": 256, "max_response": 96}
+        return {}
     config = json.loads(summary.read_text())["config"]
     return {"max_length": config["max_length"], "max_response": config["max_response_length"]}
 
