@@ -31,7 +31,7 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
     metrics = ServerMetrics()
     engine = EngineHandle(cfg, metrics)
     engine.on_engine_dead = on_fatal
-    reward_models = RewardModels(cfg)
+    reward_models = RewardModels(cfg, metrics)
     reward_models.on_engine_dead = on_fatal
 
     async def load_engine() -> None:

@@ -47,6 +47,20 @@ class ServerMetrics:
             registry=r,
             buckets=WEIGHT_BUCKETS,
         )
+        # Reward-model work is not in the token counters above (nothing is
+        # generated): an operator sizes a reward model's engine by these.
+        self.reward_items = Counter(
+            "genarm_reward_items",
+            "Answers scored per reward model (/v1/rewards items and best-of-N candidates)",
+            ["reward_model"],
+            registry=r,
+        )
+        self.reward_tokens = Counter(
+            "genarm_reward_tokens",
+            "Tokens read per reward model (conversation and answer)",
+            ["reward_model"],
+            registry=r,
+        )
 
 
 class RequestTimer:

@@ -21,6 +21,7 @@ from typing import Any
 from genarm.config import DeploymentConfig, RewardModelConfig
 from genarm.engine import start_phases
 from genarm.server.errors import APIError
+from genarm.server.metrics import ServerMetrics
 from genarm.server.protocol import RewardModelCard
 from genarm.server.reward_protocol import (
     RewardRequest,
@@ -39,6 +40,13 @@ class ServedRewardModel:
     default_weights: dict[str, float]
     tokenizer: Any
     llm: Any  # vLLM's AsyncLLM (pooling runner)
+    metrics: ServerMetrics | None = None
+
+    def count(self, items: int, tokens: int) -> None:
+        """Reward-model work done (the server's metrics; none outside a server)."""
+        if self.metrics is not None:
+            self.metrics.reward_items.labels(reward_model=self.cfg.name).inc(items)
+            self.metrics.reward_tokens.labels(reward_model=self.cfg.name).inc(tokens)
 
     def card(self, created: int) -> RewardModelCard:
         return RewardModelCard(
@@ -58,8 +66,9 @@ class ServedRewardModel:
 class RewardModels:
     """Every reward model of one deployment; ``load`` blocks (run it in a thread)."""
 
-    def __init__(self, cfg: DeploymentConfig) -> None:
+    def __init__(self, cfg: DeploymentConfig, metrics: ServerMetrics | None = None) -> None:
         self.cfg = cfg
+        self.metrics = metrics
         self.models: dict[str, ServedRewardModel] = {}
         self.created = int(time.time())
         self._loaded = not cfg.reward_models
@@ -100,6 +109,7 @@ class RewardModels:
                 objective_weights(rm, objectives),
                 tokenizer,
                 create_reward_engine(rm, self.cfg.engine),
+                self.metrics,
             )
         self._loaded = True
 
@@ -209,7 +219,9 @@ async def score_items(
     for raw in outputs:
         scores = dict(zip(model.objectives, raw, strict=True))
         scored.append((scores, sum(weights[name] * value for name, value in scores.items())))
-    return scored, sum(len(ids) for ids in prompts)
+    tokens = sum(len(ids) for ids in prompts)
+    model.count(len(prompts), tokens)
+    return scored, tokens
 
 
 def conversation_ids(tokenizer, messages: list[dict], response: str) -> list[int]:

@@ -405,6 +405,7 @@ def reward_model_scores(
     chat template) and combined as it combines objectives (the weights given as
     ``name=w,...`` over the defaults: the mean)."""
     import torch
+    from tqdm import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from genarm.config import RewardModelConfig
@@ -423,7 +424,8 @@ def reward_model_scores(
     model = AutoModelForSequenceClassification.from_pretrained(rm.model, dtype=torch.float32)
     model.eval()
     scores = []
-    for prompt, texts in groups:
+    # A few minutes for hundreds of prompts on a CPU: show it.
+    for prompt, texts in tqdm(groups, desc=f"scoring by {Path(path).name}", unit="prompt"):
         row = []
         for text in texts:
             # One at a time: HF pools the last non-pad token, and many chat models pad
