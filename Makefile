@@ -60,9 +60,9 @@ $(STAMPS)/chromium: $(STAMPS)/venv
 	fi
 	touch $@
 
-# Everything, the slow tests included (tensor parallel, schema fuzzing): about 16 minutes
-# of tests on 2 cores after a 3-minute set-up,
-# well inside CI's 90. (A bare `pytest` skips the slow ones, for quick local runs.)
+# Everything, the slow tests included (tensor parallel, schema fuzzing, third-party
+# clients): about 40 minutes of tests on 2 cores after a 4-minute set-up (a fresh clone's
+# `.ci/run`, 2026-11-29: 2,360 s of tests, 46 min in all), inside CI's 90. (A bare `pytest` skips the slow ones, for quick local runs.)
 test: setup
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
