@@ -22,9 +22,10 @@ model, and the judge's held-out accuracy. Writes
 
     python -m benchmarks.quality      # defaults: the shipped judge, the data below
 
-Data (made once, outside git): ``genarm prepare-hh-rlhf --out
-~/.cache/genarm/data/hh-rlhf`` and ``genarm make-preferences --split held-out
---reward concise --out ~/.cache/genarm/data/selfpref-held-out`` (README).
+Data (made once, outside git): ``genarm prepare-hh-rlhf --input
+../shared/data/hh-rlhf/harmless-base-test.jsonl.gz --out ~/.cache/genarm/data/hh-rlhf``
+and ``genarm make-preferences --split held-out --reward concise --out
+~/.cache/genarm/data/selfpref-held-out`` (README).
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ EVERYDAY = (
 )
 
 
-def weight_grid(values: tuple[float, ...] = WEIGHTS) -> list[dict[str, float]]:
-    """Every (harmless, concise) pair of ``values``, unguided first, then each ARM alone."""
+def weight_grid(values: tuple[float, ...] = WEIGHTS, mixes: bool = True) -> list[dict[str, float]]:
+    """Every (harmless, concise) pair of ``values``, unguided first, then each ARM alone
+    (only those without ``mixes``)."""
     grid = [{"harmless": h, "concise": c} for h in values for c in values]
+    if not mixes:
+        grid = [w for w in grid if min(w.values()) == 0]
     return sorted(grid, key=lambda w: (w["harmless"] > 0 and w["concise"] > 0, w["concise"] > 0))
 
 
@@ -130,9 +134,37 @@ async def _generate_all(url: str, jobs: list[Job], concurrency: int) -> list[dic
     return answers
 
 
-def server_config(dtype: str | None, arms: tuple[str, ...] = ARMS) -> dict:
+def model_set(candidates: dict[str, str] | None = None):
+    """The demo's models, with ``candidates`` (ARM name -> adapter folder) in place of
+    those ARMs: a new adapter measured exactly as the shipped one before it replaces it."""
+    models = demo_model_set()
+    for name, adapter in (candidates or {}).items():
+        if name not in models.arms:
+            raise SystemExit(
+                f"--arm {name}: the demo has no ARM of that name ({list(models.arms)})"
+            )
+        if not Path(adapter, "adapter_config.json").is_file():
+            raise SystemExit(f"--arm {name}: no PEFT adapter (adapter_config.json) in {adapter}")
+        models.arms[name] = {"model": None, "adapter": adapter, "adapter_base": models.base}
+    return models
+
+
+def parse_candidates(values: list[str]) -> dict[str, str]:
+    """``--arm NAME=DIR`` values as {name: absolute adapter folder}."""
+    candidates = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise SystemExit(f"--arm {value!r}: expected NAME=ADAPTER_DIR")
+        candidates[name] = str(Path(folder).expanduser().resolve())
+    return candidates
+
+
+def server_config(
+    dtype: str | None, arms: tuple[str, ...] = ARMS, candidates: dict[str, str] | None = None
+) -> dict:
     """The demo's deployment with ``arms``, weights allowed to ±5, in ``dtype`` if given."""
-    config = demo_model_set().server_config(list(arms), weights_range=5.0)
+    config = model_set(candidates).server_config(list(arms), weights_range=5.0)
     if dtype:
         config["engine"]["dtype"] = dtype
     return config
@@ -160,7 +192,8 @@ def generate(
     workdir = Path(tempfile.mkdtemp(prefix="genarm-quality-"))
     print(f"starting the demo server; {len(jobs)} requests", flush=True)
     started = time.monotonic()
-    with LiveServer(server_config(args.dtype), workdir=workdir, startup_timeout=900) as server:
+    config = server_config(args.dtype, candidates=args.candidates)
+    with LiveServer(config, workdir=workdir, startup_timeout=900) as server:
         flat = asyncio.run(_generate_all(server.url, jobs, args.concurrency))
     print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
     answers = {o: [[None] * len(items) for _ in grid] for o, items in prompts.items()}
@@ -179,7 +212,9 @@ def judge_scores(judge, prompts: list, answers: list[dict], batch: int = 16) -> 
     return judge.score_many(items, batch_size=batch)
 
 
-def fluency(prompts: dict[str, list], answers: dict[str, list], grid: list[dict]) -> list[dict]:
+def fluency(
+    prompts: dict[str, list], answers: dict[str, list], grid: list[dict], base: str
+) -> list[dict]:
     """Per setting: the base model's perplexity of the answers (pooled over tokens, all
     objectives' prompts and each alone) and the share of answers that finished."""
     import torch
@@ -188,7 +223,6 @@ def fluency(prompts: dict[str, list], answers: dict[str, list], grid: list[dict]
 
     from genarm.training.fluency import base_nlls
 
-    base = demo_model_set().base
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
     rows = []
@@ -216,7 +250,9 @@ def fluency(prompts: dict[str, list], answers: dict[str, list], grid: list[dict]
     return rows
 
 
-def score(prompts: dict[str, list], answers: dict[str, list], grid: list[dict], judge) -> list:
+def score(
+    prompts: dict[str, list], answers: dict[str, list], grid: list[dict], judge, base: str
+) -> list:
     """One row per grid point: each objective's mean reward with its 95% CI, the
     paired difference from the unguided row (same prompts and seeds) with its CI,
     and the answers' fluency."""
@@ -235,7 +271,7 @@ def score(prompts: dict[str, list], answers: dict[str, list], grid: list[dict], 
                 "concise_words": [len(a["text"].split()) for a in answers["concise"][g]],
             }
         )
-    fluent = fluency(prompts, answers, grid)
+    fluent = fluency(prompts, answers, grid, base)
     rows = []
     for g, weights in enumerate(grid):
         row: dict[str, Any] = {"weights": weights}
@@ -290,7 +326,7 @@ def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
     )
     from genarm.training.preference_data import load_pairs
 
-    models = demo_model_set()
+    models = model_set(args.candidates)
     data = {"harmless": args.hh_held_out, "concise": args.concise_held_out}
     held_out = {arm: load_pairs(path)[: args.max_pairs] for arm, path in data.items()}
     out: dict[str, Any] = {}
@@ -319,6 +355,12 @@ def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
 # ---------------------------------------------------------------- report
 
 
+def _shown(path: str) -> str:
+    """A path as the report shows it: relative to the repository when inside it."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+
+
 def _label(weights: dict[str, float]) -> str:
     return ", ".join(f"{a}={weights[a]:g}" for a in ARMS)
 
@@ -339,6 +381,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"engine dtype {report.get('dtype') or 'the demo config'}, "
         "one seed per prompt shared across weights. Means with 95% CIs.",
         "",
+        *(
+            [f"ARM adapters: {', '.join(f'{a} = `{p}`' for a, p in report['arms'].items())}.", ""]
+            if report.get("arms")
+            else []
+        ),
         "Δ: the paired difference from the unguided row (same prompt, same seed). "
         "ppl: the base model's perplexity of all the setting's answers; finished: the share "
         "of answers that ended before max_tokens.",
@@ -457,7 +504,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         )
 
     mixes = [r for r in rows if all(r["weights"][a] > 0 for a in ARMS)]
-    trade_off(mixes, fmt="o", color="0.6", capsize=2, label="two-ARM mixes")
+    if mixes:  # none with --no-mixes
+        trade_off(mixes, fmt="o", color="0.6", capsize=2, label="two-ARM mixes")
     for arm in ARMS:
         trade_off(alone(arm), fmt="-o", capsize=3, label=f"{arm} alone")
     front = pareto_front(rows)
@@ -504,6 +552,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(f"{w:g}" for w in WEIGHTS),
         help="each ARM's weights; the grid is every (harmless, concise) pair of them",
     )
+    p.add_argument(
+        "--no-mixes",
+        action="store_true",
+        help="each ARM alone only (no two-ARM mixes): a quicker check of the slider curves",
+    )
+    p.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="NAME=ADAPTER_DIR",
+        help="measure this adapter in place of the demo's ARM NAME (a candidate before it "
+        "replaces the shipped one); repeatable",
+    )
     p.add_argument("--everyday-max-tokens", type=int, default=48)
     p.add_argument(
         "--dtype",
@@ -530,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = parse_args(argv)
+    args.candidates = parse_candidates(args.arm)
     for name in ("judge", "hh_held_out", "concise_held_out"):
         setattr(args, name, str(Path(getattr(args, name)).expanduser()))
     from genarm.training.judge import Judge
@@ -545,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
             "harmless": hh_prompts(args.hh_held_out, args.num_prompts, args.seed),
             "concise": instruction_prompts(args.num_prompts),
         }
-        grid = weight_grid(tuple(float(w) for w in args.weights.split(",")))
+        grid = weight_grid(tuple(float(w) for w in args.weights.split(",")), not args.no_mixes)
         answers, everyday = generate(prompts, grid, args)
     judge = Judge.load(args.judge, bf16=False if args.dtype == "float32" else None)
     report = {
@@ -558,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
         "max_tokens": args.max_tokens,
         "dtype": args.dtype,
         "judge": str(args.judge),
-        "grid": score(prompts, answers, grid, judge),
+        "arms": {name: _shown(model_set(args.candidates).arms[name]["adapter"]) for name in ARMS},
+        "grid": score(prompts, answers, grid, judge, model_set().base),
         "everyday_max_tokens": args.everyday_max_tokens,
         "everyday": everyday_summary(everyday) if everyday else None,
         "accuracy": preference_accuracies(args, judge),
@@ -581,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
                     "max_tokens": args.max_tokens,
                     "dtype": args.dtype,
                     "everyday_max_tokens": args.everyday_max_tokens,
+                    "candidates": args.candidates,
                 },
             }
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from benchmarks import quality
 
 
@@ -20,6 +22,20 @@ def test_grid_has_every_pair_with_unguided_then_each_arm_alone_first():
     assert [w["concise"] for w in grid[3:5]] == [1.0, 3.0] and grid[3]["harmless"] == 0
     assert all(w["harmless"] > 0 and w["concise"] > 0 for w in grid[5:])
     assert len(quality.weight_grid()) == 25  # 5 x 5 by default
+
+
+def test_grid_without_mixes_is_unguided_then_each_arm_alone():
+    grid = quality.weight_grid((0.0, 1.0, 2.0, 3.0), mixes=False)
+    assert grid == quality.weight_grid((0.0, 1.0, 2.0, 3.0))[:7]
+    assert all(min(w.values()) == 0 for w in grid) and len(grid) == 7
+
+
+def test_candidate_arms_parse_as_name_and_absolute_folder(tmp_path):
+    parsed = quality.parse_candidates([f"concise={tmp_path}/run"])
+    assert parsed == {"concise": str(tmp_path / "run")}
+    for bad in ("concise", "=dir", "concise="):
+        with pytest.raises(SystemExit, match="NAME=ADAPTER_DIR"):
+            quality.parse_candidates([bad])
 
 
 def test_pareto_front_keeps_only_settings_not_beaten_on_both():
@@ -79,3 +95,6 @@ def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
     assert text.count("\n| harmless=") == 25 and "Everyday questions" in text
     quality.plot(report, tmp_path / "q.png")
     assert (tmp_path / "q.png").stat().st_size > 10_000
+    alone = [r for r in rows if min(r["weights"].values()) == 0]  # a --no-mixes run
+    quality.plot({**report, "grid": alone}, tmp_path / "alone.png")
+    assert (tmp_path / "alone.png").stat().st_size > 10_000
