@@ -52,6 +52,7 @@ class TrainConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
     beta: float = 0.05
+    kl_anchor: float = 0.0  # weight of KL(base || ARM) per reply token; 0: off
     lr: float = 5e-4
     epochs: int = 1
     batch_size: int = 4
@@ -105,7 +106,15 @@ def encode(
 
 
 def sequence_logps(model, batch: list[tuple[list[int], int]], pad_id: int) -> torch.Tensor:
-    """Σ log π(reply tokens) per sequence, prompt tokens masked out.
+    """Σ log π(reply tokens) per sequence, prompt tokens masked out."""
+    return _row_sums(*reply_logits(model, batch, pad_id), len(batch))
+
+
+def reply_logits(
+    model, batch: list[tuple[list[int], int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits, targets, rows) at every position that predicts a reply token: float32
+    [positions, vocab], the token each predicts, and the sequence each belongs to.
 
     The lm_head runs on reply positions only: over a 49k vocabulary the full
     [batch, length, vocab] logits would dominate memory traffic and time.
@@ -124,10 +133,26 @@ def sequence_logps(model, batch: list[tuple[list[int], int]], pad_id: int) -> to
     hidden = causal_lm.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
     logits = causal_lm.lm_head(hidden[scored]).float()
     targets = input_ids.roll(-1, dims=1)[scored]
-    token_logps = logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(dim=-1)
     rows = torch.arange(len(batch), device=device)[:, None].expand_as(scored)[scored]
-    sums = torch.zeros(len(batch), dtype=token_logps.dtype, device=device)
+    return logits, targets, rows
+
+
+def _row_sums(
+    logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, n: int
+) -> torch.Tensor:
+    token_logps = logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(dim=-1)
+    sums = torch.zeros(n, dtype=token_logps.dtype, device=logits.device)
     return sums.index_add(0, rows, token_logps)
+
+
+def kl_from_base(model, batch: list[tuple[list[int], int]], arm_logits: torch.Tensor, pad_id: int):
+    """Mean over reply tokens of KL(π_base ‖ π_ARM), the base being ``model`` with its
+    adapter off (no gradient through it)."""
+    with torch.no_grad(), model.disable_adapter():
+        base_logits, _, _ = reply_logits(model, batch, pad_id)
+    base_logps = base_logits.log_softmax(-1)
+    kl = (base_logps.exp() * (base_logps - arm_logits.log_softmax(-1))).sum(-1)
+    return kl.mean()
 
 
 EncodedPair = tuple[tuple[list[int], int], tuple[list[int], int]]
@@ -137,6 +162,28 @@ def pair_logps(model, batch: list[EncodedPair], pad_id: int) -> tuple[torch.Tens
     """(Σ log π(chosen), Σ log π(rejected)) per pair, in one forward pass."""
     logps = sequence_logps(model, [c for c, _ in batch] + [r for _, r in batch], pad_id)
     return logps[: len(batch)], logps[len(batch) :]
+
+
+def pair_loss(
+    model, batch: list[EncodedPair], pad_id: int, beta: float, kl_anchor: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, Σ log π(chosen), Σ log π(rejected)): GenARM's loss, plus ``kl_anchor`` x
+    the mean KL(π_base ‖ π_ARM) over the replies' tokens.
+
+    Why the anchor: GenARM's loss sees only where a pair's two replies differ (a
+    shared prefix cancels out), so nothing holds the ARM to the base anywhere
+    else, and LoRA drifts there too; guidance at weight α raises that drift to
+    the power α (at α = 3, greedy answers that repeat themselves). The anchor
+    keeps the ARM the base wherever the pairs do not disagree.
+    """
+    sequences = [c for c, _ in batch] + [r for _, r in batch]
+    logits, targets, rows = reply_logits(model, sequences, pad_id)
+    logps = _row_sums(logits, targets, rows, len(sequences))
+    chosen, rejected = logps[: len(batch)], logps[len(batch) :]
+    loss = genarm_loss(chosen, rejected, beta)
+    if kl_anchor:
+        loss = loss + kl_anchor * kl_from_base(model, sequences, logits, pad_id)
+    return loss, chosen, rejected
 
 
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
@@ -333,8 +380,7 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         random.Random(cfg.seed + epoch).shuffle(order)
         batch = [encoded[i] for i in order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
         with autocast:
-            chosen, rejected = pair_logps(model, batch, pad_id)
-        loss = genarm_loss(chosen, rejected, cfg.beta)
+            loss, chosen, rejected = pair_loss(model, batch, pad_id, cfg.beta, cfg.kl_anchor)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -417,6 +463,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=int, default=d.alpha)
     parser.add_argument("--target-modules", default=",".join(d.target_modules))
     parser.add_argument("--beta", type=float, default=d.beta, help="β_r of the GenARM loss")
+    parser.add_argument(
+        "--kl-anchor",
+        type=float,
+        default=d.kl_anchor,
+        help="weight of KL(base || ARM) per reply token added to the loss: keeps the ARM "
+        "the base wherever the pairs do not disagree, so that guidance changes only what "
+        "they teach (e.g. 1 for stopping pairs; 0: off)",
+    )
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -486,6 +540,7 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()],
         beta=args.beta,
+        kl_anchor=args.kl_anchor,
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,
