@@ -750,9 +750,9 @@ def test_grm_regulariser_is_the_reply_text_loss(tiny_models, tmp_path):
 
 
 def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
-    """--kl-anchor: the added term is the mean over reply tokens of KL(π_base ‖ π_ARM),
-    computed here independently from two plain HF models; zero while LoRA changes
-    nothing; and an anchored run trains and saves."""
+    """--kl-anchor: the added term is the mean over reply tokens of KL(π_base ‖ π_ARM)
+    (over the tokens other than the stop token when one is given), computed here
+    independently from two plain HF models; and an anchored run trains and saves."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -768,16 +768,25 @@ def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
     with torch.no_grad():
         plain, chosen, rejected = pair_loss(arm, batch, pad_id=0, beta=0.5)
         anchored, _, _ = pair_loss(arm, batch, pad_id=0, beta=0.5, kl_anchor=2.0)
-        kls = []
+        stop = 3  # the anchor leaves out the stop token: both sides renormalised without it
+        anchored_stop, _, _ = pair_loss(arm, batch, 0, 0.5, kl_anchor=2.0, stop_id=stop)
+        kls, kls_stop = [], []
         for ids, prompt_len in [c for c, _ in batch] + [r for _, r in batch]:
-            p = torch.log_softmax(base(torch.tensor([ids])).logits[0], -1)
-            q = torch.log_softmax(arm(torch.tensor([ids])).logits[0], -1)
+            base_logits = base(torch.tensor([ids])).logits[0]
+            arm_logits = arm(torch.tensor([ids])).logits[0]
             for t in range(prompt_len - 1, len(ids) - 1):  # positions predicting the reply
-                kls.append(float((p[t].exp() * (p[t] - q[t])).sum()))
+                p, q = base_logits[t].log_softmax(-1), arm_logits[t].log_softmax(-1)
+                kls.append(float((p.exp() * (p - q)).sum()))
+                keep = torch.arange(len(p)) != stop
+                p, q = base_logits[t][keep].log_softmax(-1), arm_logits[t][keep].log_softmax(-1)
+                kls_stop.append(float((p.exp() * (p - q)).sum()))
     assert plain.item() == pytest.approx(genarm_loss(chosen, rejected, 0.5).item(), rel=1e-6)
     expected_kl = sum(kls) / len(kls)
     assert expected_kl > 1e-4  # the random adapter does move the distribution
     assert (anchored - plain).item() == pytest.approx(2.0 * expected_kl, rel=1e-4)
+    expected_kl_stop = sum(kls_stop) / len(kls_stop)
+    assert abs(expected_kl_stop - expected_kl) > 1e-4  # leaving the stop token out matters
+    assert (anchored_stop - plain).item() == pytest.approx(2.0 * expected_kl_stop, abs=2e-5)
 
     data = tmp_path / "pairs.jsonl"
     write_pairs(data, synthetic_pairs(8))

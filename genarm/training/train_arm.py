@@ -145,13 +145,35 @@ def _row_sums(
     return sums.index_add(0, rows, token_logps)
 
 
-def kl_from_base(model, batch: list[tuple[list[int], int]], arm_logits: torch.Tensor, pad_id: int):
-    """Mean over reply tokens of KL(π_base ‖ π_ARM), the base being ``model`` with its
-    adapter off (no gradient through it)."""
+def kl_from_base(
+    model,
+    batch: list[tuple[list[int], int]],
+    arm_logits: torch.Tensor,
+    pad_id: int,
+    stop_id: int | None = None,
+) -> torch.Tensor:
+    """Mean over reply tokens of KL(π_base ‖ π_ARM) between the two models' choices of
+    the next token other than ``stop_id`` (both distributions renormalised without it),
+    the base being ``model`` with its adapter off (no gradient through it).
+
+    Leaving the stop token out leaves the decision to end the reply to the pairs: a
+    concise ARM must raise its own end-of-turn probability at sentence ends well above
+    the base's (guidance multiplies p_base by p_ARM^α, so an ARM near the base there
+    only makes stopping rarer), while it should keep the base's choice of words.
+    """
     with torch.no_grad(), model.disable_adapter():
         base_logits, _, _ = reply_logits(model, batch, pad_id)
+    if stop_id is not None:
+        base_logits = base_logits.index_fill(
+            -1, torch.tensor([stop_id], device=base_logits.device), float("-inf")
+        )
+        arm_logits = arm_logits.index_fill(
+            -1, torch.tensor([stop_id], device=base_logits.device), float("-inf")
+        )
     base_logps = base_logits.log_softmax(-1)
-    kl = (base_logps.exp() * (base_logps - arm_logits.log_softmax(-1))).sum(-1)
+    arm_logps = arm_logits.log_softmax(-1)
+    kept = torch.isfinite(base_logps)  # 0 x -inf would be nan at the stop token
+    kl = (base_logps.exp() * (base_logps - arm_logps)).where(kept, 0.0).sum(-1)
     return kl.mean()
 
 
@@ -165,10 +187,16 @@ def pair_logps(model, batch: list[EncodedPair], pad_id: int) -> tuple[torch.Tens
 
 
 def pair_loss(
-    model, batch: list[EncodedPair], pad_id: int, beta: float, kl_anchor: float = 0.0
+    model,
+    batch: list[EncodedPair],
+    pad_id: int,
+    beta: float,
+    kl_anchor: float = 0.0,
+    stop_id: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, Σ log π(chosen), Σ log π(rejected)): GenARM's loss, plus ``kl_anchor`` x
-    the mean KL(π_base ‖ π_ARM) over the replies' tokens.
+    the mean KL(π_base ‖ π_ARM) over the replies' tokens (the choice among tokens
+    other than ``stop_id``: see ``kl_from_base``).
 
     Why the anchor: GenARM's loss sees only where a pair's two replies differ (a
     shared prefix cancels out), so nothing holds the ARM to the base anywhere
@@ -182,7 +210,7 @@ def pair_loss(
     chosen, rejected = logps[: len(batch)], logps[len(batch) :]
     loss = genarm_loss(chosen, rejected, beta)
     if kl_anchor:
-        loss = loss + kl_anchor * kl_from_base(model, sequences, logits, pad_id)
+        loss = loss + kl_anchor * kl_from_base(model, sequences, logits, pad_id, stop_id)
     return loss, chosen, rejected
 
 
@@ -380,7 +408,9 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         random.Random(cfg.seed + epoch).shuffle(order)
         batch = [encoded[i] for i in order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
         with autocast:
-            loss, chosen, rejected = pair_loss(model, batch, pad_id, cfg.beta, cfg.kl_anchor)
+            loss, chosen, rejected = pair_loss(
+                model, batch, pad_id, cfg.beta, cfg.kl_anchor, tokenizer.eos_token_id
+            )
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -467,9 +497,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kl-anchor",
         type=float,
         default=d.kl_anchor,
-        help="weight of KL(base || ARM) per reply token added to the loss: keeps the ARM "
-        "the base wherever the pairs do not disagree, so that guidance changes only what "
-        "they teach (e.g. 1 for stopping pairs; 0: off)",
+        help="weight of KL(base || ARM) per reply token (over the tokens other than end of "
+        "turn) added to the loss: keeps the ARM's choice of words the base's wherever the "
+        "pairs do not disagree, so that guidance changes only what they teach (0: off)",
     )
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--epochs", type=int, default=d.epochs)
