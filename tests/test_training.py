@@ -480,11 +480,19 @@ def write_samples(path, groups: dict):
     return path
 
 
+def judge_as_make_preferences_loads_it(path):
+    """The judge in make-preferences' dtype: bf16 on a CPU that computes it natively
+    (its scores differ from float32's by ~1e-3 there), float32 elsewhere."""
+    from genarm.hardware import bf16_is_fast
+    from genarm.training.judge import Judge
+
+    return Judge.load(path, bf16=bf16_is_fast(torch.device("cpu")))
+
+
 def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_models, tmp_path):
     """--from-samples re-pairs an earlier run's samples without sampling;
     --holistic-judge scores each sample with the judge and applies the rule."""
     from genarm.cli import main
-    from genarm.training.judge import Judge
 
     train_tiny_judge(tiny_models, tmp_path)
     groups = {
@@ -501,7 +509,7 @@ def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_model
     command = ["make-preferences", "--base", str(tiny_models["base"]), "--reward", "concise"]
     command += ["--out", str(out), "--from-samples", str(samples), "--pairs-per-prompt", "2"]
     assert main([*command, "--holistic-judge", str(tmp_path / "judge")]) == 0
-    judge = Judge.load(tmp_path / "judge", bf16=False)
+    judge = judge_as_make_preferences_loads_it(tmp_path / "judge")
     rows = [json.loads(line) for line in (out / "holistic_scores.jsonl").read_text().splitlines()]
     assert [r["prompt"] for r in rows] == list(groups)
     pairs = load_pairs(out / "concise.jsonl")
@@ -560,7 +568,6 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
     counts only if stopping there scores no lower than the whole sample minus the
     margin."""
     from genarm.cli import main
-    from genarm.training.judge import Judge
     from genarm.training.make_preferences import mid_sentence_breaks, sentence_ends, spread
 
     train_tiny_judge(tiny_models, tmp_path)
@@ -605,7 +612,7 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
 
     # The judge's drop from the whole sample to the reply stopped there, per pair;
     # the margin sits in the widest gap between drops (clear of batching noise).
-    judge = Judge.load(tmp_path / "judge", bf16=False)
+    judge = judge_as_make_preferences_loads_it(tmp_path / "judge")
     drops = []
     for pair in pairs:
         full = next(t for t, _ in groups[pair.prompt] if t.startswith(pair.chosen))
