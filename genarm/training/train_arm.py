@@ -164,12 +164,9 @@ def kl_from_base(
     with torch.no_grad(), model.disable_adapter():
         base_logits, _, _ = reply_logits(model, batch, pad_id)
     if stop_id is not None:
-        base_logits = base_logits.index_fill(
-            -1, torch.tensor([stop_id], device=base_logits.device), float("-inf")
-        )
-        arm_logits = arm_logits.index_fill(
-            -1, torch.tensor([stop_id], device=base_logits.device), float("-inf")
-        )
+        stop = torch.tensor([stop_id], device=base_logits.device)
+        base_logits = base_logits.index_fill(-1, stop, float("-inf"))
+        arm_logits = arm_logits.index_fill(-1, stop, float("-inf"))
     base_logps = base_logits.log_softmax(-1)
     arm_logps = arm_logits.log_softmax(-1)
     kept = torch.isfinite(base_logps)  # 0 x -inf would be nan at the stop token
