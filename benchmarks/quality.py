@@ -196,12 +196,21 @@ def generate(
     with LiveServer(config, workdir=workdir, startup_timeout=900) as server:
         flat = asyncio.run(_generate_all(server.url, jobs, args.concurrency))
     print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
+    return unflatten(prompts, grid, where, flat)
+
+
+def unflatten(
+    prompts: dict[str, list], grid: list[dict], where: list[tuple], flat: list[dict]
+) -> tuple[dict[str, list], list[list[dict]]]:
+    """The generated answers in job order back into (answers[objective][grid index][prompt
+    index], everyday[setting][question]): the grid's jobs first, then the everyday ones."""
     answers = {o: [[None] * len(items) for _ in grid] for o, items in prompts.items()}
-    for (objective, g, p), answer in zip(where, flat, strict=True):
+    for (objective, g, p), answer in zip(where, flat[: len(where)], strict=True):
         answers[objective][g][p] = answer
-    rest = flat[len(where) :]
-    n = len(EVERYDAY)
-    return answers, [rest[i * n : (i + 1) * n] for i in range(len(everyday))]
+    rest, n = flat[len(where) :], len(EVERYDAY)
+    if len(rest) != n * len(everyday_grid()):
+        raise ValueError(f"{len(rest)} everyday answers, expected {n * len(everyday_grid())}")
+    return answers, [rest[i * n : (i + 1) * n] for i in range(len(everyday_grid()))]
 
 
 # ---------------------------------------------------------------- scoring

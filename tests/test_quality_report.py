@@ -38,6 +38,24 @@ def test_candidate_arms_parse_as_name_and_absolute_folder(tmp_path):
             quality.parse_candidates([bad])
 
 
+def test_answers_come_back_to_their_setting_then_the_everyday_ones():
+    """The grid's answers and the everyday check's arrive in one flat list (one server
+    run): each goes back to its objective, setting and prompt, the rest to the
+    everyday settings in order (a strict zip over the whole list once refused it)."""
+    prompts = {"harmless": ["h0", "h1"], "concise": ["c0"]}
+    grid = quality.weight_grid((0.0, 1.0), mixes=False)
+    where = [(o, g, p) for o, items in prompts.items() for g in range(3) for p in range(2)]
+    where = [w for w in where if w[2] < len(prompts[w[0]])]
+    everyday = [{"text": f"e{s}-{q}"} for s in range(5) for q in range(len(quality.EVERYDAY))]
+    flat = [{"text": f"{o}{g}{p}"} for o, g, p in where] + everyday
+    answers, rows = quality.unflatten(prompts, grid, where, flat)
+    assert answers["harmless"][2][1] == {"text": "harmless21"}
+    assert answers["concise"][1] == [{"text": "concise10"}]
+    assert [r[0]["text"] for r in rows] == [f"e{s}-0" for s in range(5)]
+    with pytest.raises(ValueError, match="everyday answers"):
+        quality.unflatten(prompts, grid, where, flat[:-1])
+
+
 def test_pareto_front_keeps_only_settings_not_beaten_on_both():
     rows = [
         {"harmless_judge": _stat(h), "concise_reward": _stat(c), "name": n}
