@@ -1,4 +1,4 @@
-"""Small helpers shared by the engine tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
@@ -84,3 +84,24 @@ def assert_close_to_reference(
     err = (actual - expected).abs()
     worst = float((err - tol)[finite].max())
     assert worst <= 0, f"error exceeds tolerance by {worst} {context}"
+
+
+def tiny_train_config(tmp_path: Path, tiny_models: dict, **overrides):
+    """A train-arm config for the tiny base: a few fast float32 steps on
+    ``tmp_path/train.jsonl`` into ``tmp_path/arm``, no fluency guard, unless overridden."""
+    from genarm.training.train_arm import TrainConfig
+
+    fields = dict(
+        data=str(tmp_path / "train.jsonl"),
+        out=str(tmp_path / "arm"),
+        base=str(tiny_models["base"]),
+        rank=4,
+        alpha=8,
+        lr=5e-3,
+        beta=0.5,
+        batch_size=4,
+        max_length=64,
+        bf16=False,
+        fluency_prompts=0,
+    )
+    return TrainConfig(**{**fields, **overrides})

@@ -22,6 +22,8 @@ from genarm.training.prompts import demo_prompts, split_prompts
 from genarm.training.rewards import concise, enthusiastic
 from genarm.training.train_arm import TrainConfig, encode, genarm_loss, sequence_logps, train_arm
 
+from support import tiny_train_config
+
 
 def test_genarm_loss_is_reference_free_logistic():
     zero = genarm_loss(torch.tensor([-5.0]), torch.tensor([-5.0]), beta=0.1)
@@ -73,20 +75,8 @@ def test_train_arm_learns_saves_and_resumes(tiny_models, tmp_path):
     data = tmp_path / "pairs.jsonl"
     write_pairs(data, synthetic_pairs(8))
     out = tmp_path / "arm"
-    cfg = TrainConfig(
-        data=str(data),
-        out=str(out),
-        base=str(tiny_models["base"]),
-        rank=4,
-        alpha=8,
-        lr=5e-3,
-        beta=0.5,
-        epochs=3,
-        batch_size=4,
-        max_length=64,
-        bf16=False,
-        save_every=2,
-        val_fraction=0.0,
+    cfg = tiny_train_config(
+        tmp_path, tiny_models, data=str(data), epochs=3, save_every=2, val_fraction=0.0
     )
     first = train_arm(TrainConfig(**{**cfg.__dict__, "epochs": 1}), progress=False)
     assert first["steps"] == 2 and (out / "checkpoint" / "state.pt").is_file()
@@ -795,22 +785,8 @@ def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
     assert abs(expected_kl_stop - expected_kl) > 1e-4  # leaving the stop token out matters
     assert (anchored_stop - plain).item() == pytest.approx(2.0 * expected_kl_stop, abs=2e-5)
 
-    data = tmp_path / "pairs.jsonl"
-    write_pairs(data, synthetic_pairs(8))
-    cfg = TrainConfig(
-        data=str(data),
-        out=str(tmp_path / "anchored"),
-        base=base_path,
-        rank=4,
-        alpha=8,
-        lr=5e-3,
-        beta=0.5,
-        kl_anchor=1.0,
-        batch_size=4,
-        max_length=64,
-        bf16=False,
-        val_fraction=0.0,
-    )
+    write_pairs(tmp_path / "train.jsonl", synthetic_pairs(8))
+    cfg = tiny_train_config(tmp_path, tiny_models, kl_anchor=1.0, val_fraction=0.0)
     summary = train_arm(cfg, progress=False)
     assert summary["config"]["kl_anchor"] == 1.0 and math.isfinite(summary["final_loss"])
-    assert (tmp_path / "anchored" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "arm" / "adapter_model.safetensors").is_file()

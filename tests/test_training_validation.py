@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from genarm.training.preference_data import PreferencePair, write_pairs
-from genarm.training.train_arm import TrainConfig, train_arm
+from genarm.training.train_arm import train_arm
 from genarm.training.validation import EarlyStopping, Evaluation, split_pairs
+
+from support import tiny_train_config
 
 
 def _pairs(prompts: int, per_prompt: int) -> list[PreferencePair]:
@@ -54,23 +56,6 @@ def test_early_stopping_keeps_the_best_and_waits_patience_evaluations():
     assert not EarlyStopping(patience=0, since_best=10).should_stop
 
 
-def _config(tmp_path, tiny_models, **overrides) -> TrainConfig:
-    fields = dict(
-        data=str(tmp_path / "train.jsonl"),
-        out=str(tmp_path / "arm"),
-        base=str(tiny_models["base"]),
-        rank=4,
-        alpha=8,
-        lr=5e-3,
-        beta=0.5,
-        batch_size=4,
-        max_length=64,
-        bf16=False,
-        fluency_prompts=0,
-    )
-    return TrainConfig(**{**fields, **overrides})
-
-
 def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
     """Validation pairs that reverse the training preference get worse as training
     goes on: the run stops after `patience` worse evaluations and OUT holds the
@@ -84,7 +69,7 @@ def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
     reversed_pairs = [PreferencePair(p.prompt, p.rejected, p.chosen) for p in pairs]
     write_pairs(tmp_path / "train.jsonl", pairs)
     write_pairs(tmp_path / "val.jsonl", reversed_pairs)
-    cfg = _config(tmp_path, tiny_models, epochs=6, val_data=str(tmp_path / "val.jsonl"))
+    cfg = tiny_train_config(tmp_path, tiny_models, epochs=6, val_data=str(tmp_path / "val.jsonl"))
     summary = train_arm(cfg, progress=False)
     losses = [e["loss"] for e in summary["evaluations"]]
     assert losses == sorted(losses)  # each epoch fits the reversed pairs worse
@@ -107,7 +92,7 @@ def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
 
 def test_fraction_split_trains_on_the_rest(tiny_models, tmp_path):
     write_pairs(tmp_path / "train.jsonl", _pairs(10, 2))
-    summary = train_arm(_config(tmp_path, tiny_models, val_fraction=0.2), progress=False)
+    summary = train_arm(tiny_train_config(tmp_path, tiny_models, val_fraction=0.2), progress=False)
     assert summary["validation_pairs"] == 4 and summary["pairs"] == 16
     assert [e["step"] for e in summary["evaluations"]] == [4]
 
@@ -142,7 +127,7 @@ def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path
 
     # A limit no guided sample can meet: no state is kept as the best, OUT gets the last.
     write_pairs(tmp_path / "train.jsonl", _pairs(6, 1))
-    cfg = _config(
+    cfg = tiny_train_config(
         tmp_path,
         tiny_models,
         epochs=2,
