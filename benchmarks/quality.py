@@ -207,10 +207,10 @@ def unflatten(
     answers = {o: [[None] * len(items) for _ in grid] for o, items in prompts.items()}
     for (objective, g, p), answer in zip(where, flat[: len(where)], strict=True):
         answers[objective][g][p] = answer
-    rest, n = flat[len(where) :], len(EVERYDAY)
-    if len(rest) != n * len(everyday_grid()):
-        raise ValueError(f"{len(rest)} everyday answers, expected {n * len(everyday_grid())}")
-    return answers, [rest[i * n : (i + 1) * n] for i in range(len(everyday_grid()))]
+    rest, n, settings = flat[len(where) :], len(EVERYDAY), len(everyday_grid())
+    if len(rest) != n * settings:
+        raise ValueError(f"{len(rest)} everyday answers, expected {n * settings}")
+    return answers, [rest[i * n : (i + 1) * n] for i in range(settings)]
 
 
 # ---------------------------------------------------------------- scoring
@@ -619,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         grid = weight_grid(tuple(float(w) for w in args.weights.split(",")), not args.no_mixes)
         answers, everyday = generate(prompts, grid, args)
     judge = Judge.load(args.judge, bf16=False if args.dtype == "float32" else None)
+    models = model_set(args.candidates)
     report = {
         "created": dt.datetime.now().isoformat(timespec="seconds"),
         "command": "python -m benchmarks.quality "
@@ -629,8 +630,8 @@ def main(argv: list[str] | None = None) -> int:
         "max_tokens": args.max_tokens,
         "dtype": args.dtype,
         "judge": str(args.judge),
-        "arms": {name: _shown(model_set(args.candidates).arms[name]["adapter"]) for name in ARMS},
-        "grid": score(prompts, answers, grid, judge, model_set().base),
+        "arms": {name: _shown(models.arms[name]["adapter"]) for name in ARMS},
+        "grid": score(prompts, answers, grid, judge, models.base),
         "everyday_max_tokens": args.everyday_max_tokens,
         "everyday": everyday_summary(everyday) if everyday else None,
         "accuracy": preference_accuracies(args, judge),
