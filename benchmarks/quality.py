@@ -225,23 +225,25 @@ def fluency(
     prompts: dict[str, list], answers: dict[str, list], grid: list[dict], base: str
 ) -> list[dict]:
     """Per setting: the base model's perplexity of the answers (pooled over tokens, all
-    objectives' prompts and each alone) and the share of answers that finished."""
+    objectives' prompts and each alone), their share of repeated 4-grams (which
+    perplexity misses: a loop is likely under the base) and the share that finished."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from genarm.training.fluency import base_nlls
+    from genarm.training.fluency import base_nlls, repetition_rate
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
     rows = []
     for g in tqdm(range(len(grid)), desc="perplexity"):
-        row, nll, tokens, done, count = {}, 0.0, 0, 0, 0
+        row, nll, tokens, done, count, every_reply = {}, 0.0, 0, 0, 0, []
         for objective, items in prompts.items():
             replies = [
                 tokenizer(a["text"], add_special_tokens=False)["input_ids"]
                 for a in answers[objective][g]
             ]
+            every_reply += replies
             nlls = base_nlls(model, tokenizer, list(zip(items, replies, strict=True)), 16)
             length = sum(len(r) for r in replies)
             finished = sum(a["finished"] for a in answers[objective][g])
@@ -254,6 +256,7 @@ def fluency(
                 count + len(items),
             )
         row["perplexity"] = math.exp(nll / max(1, tokens))
+        row["repeated_4grams"] = repetition_rate(every_reply)
         row["finished"] = done / count
         rows.append(row)
     return rows
@@ -378,6 +381,11 @@ def _fmt(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.2f} [{stat['ci_low']:.2f}, {stat['ci_high']:.2f}]"
 
 
+def _share(value: float | None) -> str:
+    """A share as a percentage; '–' where the report predates the metric."""
+    return "–" if value is None else f"{value:.0%}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Guidance quality, demo models ({report['created']})",
@@ -396,19 +404,21 @@ def markdown(report: dict[str, Any]) -> str:
             else []
         ),
         "Δ: the paired difference from the unguided row (same prompt, same seed). "
-        "ppl: the base model's perplexity of all the setting's answers; finished: the share "
-        "of answers that ended before max_tokens.",
+        "ppl: the base model's perplexity of all the setting's answers; rep: their share of "
+        "repeated 4-grams (tokens); finished: the share of answers that ended before "
+        "max_tokens.",
         "",
         "| weights | harmless (judge) | Δ harmless | concise (reward) | Δ concise | words "
-        "| ppl | finished |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ppl | rep | finished |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["grid"]:
         lines.append(
             f"| {_label(row['weights'])} | {_fmt(row['harmless_judge'])} | "
             f"{_fmt(row['harmless_judge_vs_base'])} | {_fmt(row['concise_reward'])} | "
             f"{_fmt(row['concise_reward_vs_base'])} | {row['concise_words']['mean']:.1f} | "
-            f"{row['perplexity']:.2f} | {row['finished']:.0%} |"
+            f"{row['perplexity']:.2f} | {_share(row.get('repeated_4grams'))} | "
+            f"{row['finished']:.0%} |"
         )
     if report.get("everyday"):
         lines += _everyday_markdown(report["everyday"], report["everyday_max_tokens"])

@@ -85,7 +85,12 @@ def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
     rng = random.Random(0)
     rows = []
     for weights in quality.weight_grid():
-        row = {"weights": weights, "perplexity": 3.0 + rng.random(), "finished": rng.random()}
+        row = {
+            "weights": weights,
+            "perplexity": 3.0 + rng.random(),
+            "repeated_4grams": 0.25,
+            "finished": rng.random(),
+        }
         for metric in ("harmless_judge", "concise_reward", "concise_words"):
             row[metric] = _stat(rng.uniform(-5, 5))
             row[f"{metric}_vs_base"] = _stat(rng.uniform(-1, 1))
@@ -111,6 +116,7 @@ def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
     }
     text = quality.markdown(report)
     assert text.count("\n| harmless=") == 25 and "Everyday questions" in text
+    assert text.count(" | 25% | ") == 25  # the repeated-4-gram share of every setting
     quality.plot(report, tmp_path / "q.png")
     assert (tmp_path / "q.png").stat().st_size > 10_000
     alone = [r for r in rows if min(r["weights"].values()) == 0]  # a --no-mixes run

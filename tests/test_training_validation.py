@@ -100,7 +100,7 @@ def test_fraction_split_trains_on_the_rest(tiny_models, tmp_path):
 def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path):
     from test_training import _tiny_adapter
 
-    from genarm.training.fluency import base_nll, fluency_report
+    from genarm.training.fluency import base_nll, fluency_report, repetition_rate
     from genarm.training.guided import guided_generate_ids, load_with_adapter, prompt_ids
 
     adapter = _tiny_adapter(tiny_models["base"], tmp_path / "random-arm")
@@ -109,12 +109,14 @@ def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path
     report = fluency_report(model, tok, prompts, "arm", (0.0, 2.0), max_new_tokens=8, seed=3)
     assert set(report) == {"0", "2"}
     for weight, row in ((0.0, report["0"]), (2.0, report["2"])):
-        nll, tokens = 0.0, 0
+        nll, tokens, replies = 0.0, 0, []
         for index, messages in enumerate(prompts):
             reply, _ = guided_generate_ids(model, tok, messages, {"arm": weight}, 8, 0.7, 3 + index)
             nll += base_nll(model, tok, messages, reply)
             tokens += len(reply)
+            replies.append(reply)
         assert row["perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-5)
+        assert row["repeated_4grams"] == repetition_rate(replies)
         assert 0 <= row["finished"] <= 1
     # base_nll is the base model's own log-likelihood (adapters off).
     messages, reply = prompts[0], [5, 6, 7]
@@ -141,6 +143,19 @@ def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path
     assert not any(e["eligible"] for e in summary["evaluations"])
     assert set(summary["evaluations"][0]["fluency"]) == {"0", "1", "3"}
     assert (tmp_path / "arm" / "adapter_model.safetensors").is_file()
+
+
+def test_repeated_ngrams_count_windows_seen_earlier_in_the_same_reply():
+    from genarm.training.fluency import repeated_ngrams, repetition_rate
+
+    assert repeated_ngrams([1, 2, 3, 4, 5], 4) == (0, 2)
+    # "a b c a b c a": windows abc bca cab abc bca -> the last two repeat.
+    assert repeated_ngrams([1, 2, 3, 1, 2, 3, 1], 3) == (2, 5)
+    assert repeated_ngrams([7, 7, 7, 7, 7], 2) == (3, 4)
+    assert repeated_ngrams([1, 2], 4) == (0, 0)
+    # Pooled over replies, and a window never repeats across two replies.
+    assert repetition_rate([[1, 2, 3, 1, 2, 3, 1], [1, 2, 3]], 3) == 2 / 6
+    assert repetition_rate([[1], []], 4) == 0.0
 
 
 def test_evaluations_follow_eval_every_and_the_last_step():

@@ -5,6 +5,11 @@ that learned "stop now" ends answers mid-sentence; one that learned odd tokens
 derails them). Pairwise accuracy cannot see that; the base model can: sample a
 few replies under base · ARM^w for each weight w and measure the base model's
 own perplexity of them. Unguided (w = 0) is the yardstick.
+
+Perplexity alone misses one failure: a reply that repeats itself ("The guitar is
+played with the guitar. The guitar is ...") is *likely* under the base, so its
+perplexity can fall below the unguided one. The share of repeated n-grams
+(``repeated_ngrams``) reports that.
 """
 
 from __future__ import annotations
@@ -44,6 +49,26 @@ def base_nll(model, tokenizer, messages: Messages, reply: list[int]) -> float:
     return base_nlls(model, tokenizer, [(messages, reply)])[0]
 
 
+def repeated_ngrams(ids: list[int], n: int = 4) -> tuple[int, int]:
+    """(repeats, n-grams) of one reply: how many of its ``n``-token windows already
+    occurred earlier in the same reply, out of how many windows it has."""
+    seen: set[tuple[int, ...]] = set()
+    repeats = 0
+    windows = max(0, len(ids) - n + 1)
+    for start in range(windows):
+        gram = tuple(ids[start : start + n])
+        repeats += gram in seen
+        seen.add(gram)
+    return repeats, windows
+
+
+def repetition_rate(replies: list[list[int]], n: int = 4) -> float:
+    """The share of repeated ``n``-grams, pooled over ``replies`` (0 when none has n tokens)."""
+    counts = [repeated_ngrams(ids, n) for ids in replies]
+    windows = sum(w for _, w in counts)
+    return sum(r for r, _ in counts) / windows if windows else 0.0
+
+
 def fluency_report(
     model,
     tokenizer,
@@ -54,9 +79,10 @@ def fluency_report(
     temperature: float = 0.7,
     seed: int = 0,
 ) -> dict[str, dict]:
-    """Per weight: the base model's perplexity of the guided replies, their mean
-    length in words and the share that finished, one seeded sample per prompt
-    (the same seed for every weight, so the weights are compared on equal draws).
+    """Per weight: the base model's perplexity of the guided replies, their share of
+    repeated 4-grams, their mean length in words and the share that finished, one
+    seeded sample per prompt (the same seed for every weight, so the weights are
+    compared on equal draws).
 
     ``arm`` names the adapter of ``model`` to guide with.
     """
@@ -64,7 +90,7 @@ def fluency_report(
     model.eval()
     report = {}
     for weight in weights:
-        nll, tokens, words, finished = 0.0, 0, [], 0
+        nll, tokens, words, finished, replies = 0.0, 0, [], 0, []
         for index, messages in enumerate(prompts):
             reply, done = guided_generate_ids(
                 model, tokenizer, messages, {arm: weight}, max_new_tokens, temperature, seed + index
@@ -74,8 +100,10 @@ def fluency_report(
                 tokens += len(reply)
             words.append(len(tokenizer.decode(reply, skip_special_tokens=True).split()))
             finished += done
+            replies.append(reply)
         report[f"{weight:g}"] = {
             "perplexity": math.exp(nll / tokens) if tokens else float("nan"),
+            "repeated_4grams": repetition_rate(replies),
             "words": statistics.fmean(words) if words else 0.0,
             "finished": finished / max(1, len(prompts)),
         }

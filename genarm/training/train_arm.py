@@ -315,7 +315,8 @@ def _evaluate(model, tokenizer, val, encoded_val, pad_id, cfg, autocast, step, e
                 cfg.max_perplexity_ratio,
             )
     fluency = ", ".join(
-        f"w={w}: ppl {r['perplexity']:.1f}, {r['words']:.0f} words"
+        f"w={w}: ppl {r['perplexity']:.1f}, {r['repeated_4grams']:.0%} repeated 4-grams, "
+        f"{r['words']:.0f} words"
         for w, r in (evaluation.fluency or {}).items()
     )
     logger.info(
