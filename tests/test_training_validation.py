@@ -56,6 +56,27 @@ def test_early_stopping_keeps_the_best_and_waits_patience_evaluations():
     assert not EarlyStopping(patience=0, since_best=10).should_stop
 
 
+def test_early_stopping_can_keep_the_lowest_loss_instead():
+    # Accuracy flat within noise while the loss falls: the lowest loss is kept.
+    stopper = EarlyStopping(patience=2, select_by="loss")
+    assert stopper.update(_evaluation(50, 0.693, loss=0.663))
+    assert stopper.update(_evaluation(100, 0.687, loss=0.644))
+    assert stopper.update(_evaluation(150, 0.687, loss=0.639))
+    assert not stopper.update(_evaluation(200, 0.75, loss=0.65))  # higher accuracy, worse loss
+    assert not stopper.update(_evaluation(250, 0.60, loss=0.639))  # a tie: accuracy decides
+    assert stopper.best.step == 150 and stopper.since_best == 2 and stopper.should_stop
+    assert stopper.update(_evaluation(300, 0.70, loss=0.639))
+    # The same evaluations under the default rule keep the highest accuracy.
+    default = EarlyStopping(patience=0)
+    for e in ((50, 0.693, 0.663), (100, 0.687, 0.644), (200, 0.75, 0.65)):
+        default.update(_evaluation(*e))
+    assert default.best.step == 200
+    resumed = EarlyStopping.from_state(stopper.state(), patience=2, select_by="loss")
+    assert resumed.best == stopper.best and resumed.select_by == "loss"
+    with pytest.raises(ValueError, match="select_by"):
+        EarlyStopping.from_state(None, patience=2, select_by="perplexity")
+
+
 def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
     """Validation pairs that reverse the training preference get worse as training
     goes on: the run stops after `patience` worse evaluations and OUT holds the

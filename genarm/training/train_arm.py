@@ -70,6 +70,7 @@ class TrainConfig:
     val_max_pairs: int | None = None
     eval_every: int | None = None  # steps between evaluations; default: once per epoch
     patience: int = 2  # evaluations without a better one before stopping; 0: never
+    select_by: str = "accuracy"  # the kept state: highest accuracy, or "loss": lowest loss
     fluency_prompts: int = 4  # validation prompts the fluency guard samples; 0: off
     fluency_weights: list[float] = field(default_factory=lambda: [1.0, 3.0])
     fluency_max_tokens: int = 64
@@ -384,7 +385,7 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         logger.info("Resuming from %s at step %d/%d", source, step, total_steps)
     elif best_dir.exists():
         shutil.rmtree(best_dir)  # a fresh run: an old run's best state is not a candidate
-    stopper = EarlyStopping.from_state(stats["early_stopping"], cfg.patience)
+    stopper = EarlyStopping.from_state(stats["early_stopping"], cfg.patience, cfg.select_by)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", cfg.lr)
     # Warm-up then linear decay; last_epoch puts a resumed run back on the same curve.
@@ -535,7 +536,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--patience",
         type=int,
         default=d.patience,
-        help="validations without a better accuracy before stopping (0: never stop early)",
+        help="validations without a better state before stopping (0: never stop early)",
+    )
+    val.add_argument(
+        "--select-by",
+        choices=("accuracy", "loss"),
+        default=d.select_by,
+        help="which validation state is the best one: the highest pairwise accuracy (ties: "
+        "lower loss), or the lowest loss (smoother on a few hundred pairs)",
     )
     val.add_argument(
         "--fluency-prompts",
@@ -586,6 +594,7 @@ def run(args: argparse.Namespace) -> int:
         val_max_pairs=args.val_max_pairs,
         eval_every=args.eval_every,
         patience=args.patience,
+        select_by=args.select_by,
         fluency_prompts=args.fluency_prompts,
         fluency_weights=[float(w) for w in args.fluency_weights.split(",") if w.strip()],
         fluency_max_tokens=args.fluency_max_tokens,
