@@ -606,6 +606,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def save_answers(
+    args: argparse.Namespace, name: str, prompts: dict, grid: list, answers: dict, everyday: list
+) -> Path:
+    """Write the raw answers (and what made them) to ``--answers-dir``; the path.
+
+    They stay out of the repository: half of them reply to HH-RLHF's red-teaming
+    dialogues, which the project does not commit."""
+    path = Path(args.answers_dir).expanduser() / f"{name}_answers.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "dtype": args.dtype,
+        "everyday_max_tokens": args.everyday_max_tokens,
+        "candidates": args.candidates,
+    }
+    saved = {"prompts": prompts, "grid": grid, "answers": answers, "everyday": everyday}
+    path.write_text(json.dumps({**saved, "settings": settings}))
+    print(f"answers saved to {path}", flush=True)
+    return path
+
+
+def load_answers(path: Path, args: argparse.Namespace) -> tuple[dict, list, dict, list | None]:
+    """(prompts, grid, answers, everyday) of ``save_answers``; the settings that made
+    them (temperature, dtype, candidate ARMs, ...) go back onto ``args``."""
+    saved = json.loads(path.read_text())
+    for key, value in saved.get("settings", {}).items():
+        setattr(args, key, value)
+    return saved["prompts"], saved["grid"], saved["answers"], saved.get("everyday")
+
+
 def main(argv: list[str] | None = None) -> int:
     import sys
 
@@ -615,12 +646,10 @@ def main(argv: list[str] | None = None) -> int:
         setattr(args, name, str(Path(getattr(args, name)).expanduser()))
     from genarm.training.judge import Judge
 
+    stem = args.out / f"quality_demo_{dt.datetime.now():%Y%m%d-%H%M%S}"
     if args.from_answers:
-        saved = json.loads(Path(args.from_answers).expanduser().read_text())
-        prompts, grid, answers = saved["prompts"], saved["grid"], saved["answers"]
-        everyday = saved.get("everyday")
-        for key, value in saved.get("settings", {}).items():
-            setattr(args, key, value)
+        answers_path = Path(args.from_answers).expanduser()
+        prompts, grid, answers, everyday = load_answers(answers_path, args)
     else:
         prompts = {
             "harmless": hh_prompts(args.hh_held_out, args.num_prompts, args.seed),
@@ -628,6 +657,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         grid = weight_grid(tuple(float(w) for w in args.weights.split(",")), not args.no_mixes)
         answers, everyday = generate(prompts, grid, args)
+        # Saved before scoring: an hour of answers survives a scoring failure
+        # (rescore with --from-answers).
+        answers_path = save_answers(args, stem.name, prompts, grid, answers, everyday)
     judge = Judge.load(args.judge, bf16=False if args.dtype == "float32" else None)
     models = model_set(args.candidates)
     report = {
@@ -647,28 +679,6 @@ def main(argv: list[str] | None = None) -> int:
         "accuracy": preference_accuracies(args, judge),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"quality_demo_{dt.datetime.now():%Y%m%d-%H%M%S}"
-    # The answers stay out of the repository: half of them reply to HH-RLHF's
-    # red-teaming dialogues, which the project does not commit.
-    answers_path = Path(args.answers_dir).expanduser() / f"{stem.name}_answers.json"
-    answers_path.parent.mkdir(parents=True, exist_ok=True)
-    answers_path.write_text(
-        json.dumps(
-            {
-                "prompts": prompts,
-                "grid": grid,
-                "answers": answers,
-                "everyday": everyday,
-                "settings": {
-                    "temperature": args.temperature,
-                    "max_tokens": args.max_tokens,
-                    "dtype": args.dtype,
-                    "everyday_max_tokens": args.everyday_max_tokens,
-                    "candidates": args.candidates,
-                },
-            }
-        )
-    )
     report["answers_file"] = str(answers_path)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     stem.with_suffix(".md").write_text(markdown(report))

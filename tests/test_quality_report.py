@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 
 import pytest
@@ -122,3 +123,18 @@ def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
     alone = [r for r in rows if min(r["weights"].values()) == 0]  # a --no-mixes run
     quality.plot({**report, "grid": alone}, tmp_path / "alone.png")
     assert (tmp_path / "alone.png").stat().st_size > 10_000
+
+
+def test_answers_are_saved_for_a_rescore_with_the_settings_that_made_them(tmp_path):
+    args = quality.parse_args(["--answers-dir", str(tmp_path), "--temperature", "0.3"])
+    args.candidates = {"concise": "/somewhere/concise-stopping"}
+    prompts = {"harmless": [[{"role": "user", "content": "hi"}]], "concise": []}
+    grid = quality.weight_grid((0.0, 1.0))
+    answers = {"harmless": [[{"text": "hello", "finished": True}] for _ in grid], "concise": []}
+    everyday = [[{"text": "sleep more"}]]
+    path = quality.save_answers(args, "quality_demo_x", prompts, grid, answers, everyday)
+    assert path == tmp_path / "quality_demo_x_answers.json"
+    fresh = argparse.Namespace()
+    assert quality.load_answers(path, fresh) == (prompts, grid, answers, everyday)
+    assert fresh.temperature == 0.3 and fresh.candidates == args.candidates
+    assert fresh.max_tokens == 128 and fresh.dtype is None
