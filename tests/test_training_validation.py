@@ -121,7 +121,7 @@ def test_fraction_split_trains_on_the_rest(tiny_models, tmp_path):
 def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path):
     from test_training import _tiny_adapter
 
-    from genarm.training.fluency import base_nll, fluency_report, repetition_rate
+    from genarm.training.fluency import base_nll, base_nlls, fluency_report, repetition_rate
     from genarm.training.guided import guided_generate_ids, load_with_adapter, prompt_ids
 
     adapter = _tiny_adapter(tiny_models["base"], tmp_path / "random-arm")
@@ -147,6 +147,10 @@ def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path
     start = len(ids) - len(reply)
     want = -sum(float(logps[t - 1, ids[t]]) for t in range(start, len(ids)))
     assert base_nll(model, tok, messages, reply) == pytest.approx(want, rel=1e-5)
+    # Batched (sorted by length inside), each item's own value in the items' order.
+    items = [(prompts[i % 2], list(range(5, 5 + n))) for i, n in enumerate((9, 2, 6, 1, 4))]
+    one_by_one = [base_nll(model, tok, m, r) for m, r in items]
+    assert base_nlls(model, tok, items, batch_size=2) == pytest.approx(one_by_one, rel=1e-5)
 
     # A limit no guided sample can meet: no state is kept as the best, OUT gets the last.
     write_pairs(tmp_path / "train.jsonl", _pairs(6, 1))

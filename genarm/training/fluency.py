@@ -36,11 +36,17 @@ def base_nlls(
     for messages, reply in items:
         prompt = prompt_ids(tokenizer, messages)
         sequences.append((prompt + reply, len(prompt)))
-    nlls: list[float] = []
+    # Batched by length: one long HH-RLHF dialogue padded a whole batch of short
+    # ones to its width. The results go back in the items' order.
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
+    nlls = [0.0] * len(sequences)
     with Adapter(model, None).active():
-        for start in range(0, len(sequences), batch_size):
-            batch = sequences[start : start + batch_size]
-            nlls += (-sequence_logps(model, batch, pad_id)).tolist()
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            batch = [sequences[i] for i in chosen]
+            batch_nlls = (-sequence_logps(model, batch, pad_id)).tolist()
+            for i, nll in zip(chosen, batch_nlls, strict=True):
+                nlls[i] = nll
     return nlls
 
 
