@@ -381,11 +381,6 @@ def _fmt(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.2f} [{stat['ci_low']:.2f}, {stat['ci_high']:.2f}]"
 
 
-def _share(value: float | None) -> str:
-    """A share as a percentage; '–' where the report predates the metric."""
-    return "–" if value is None else f"{value:.0%}"
-
-
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Guidance quality, demo models ({report['created']})",
@@ -417,7 +412,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_label(row['weights'])} | {_fmt(row['harmless_judge'])} | "
             f"{_fmt(row['harmless_judge_vs_base'])} | {_fmt(row['concise_reward'])} | "
             f"{_fmt(row['concise_reward_vs_base'])} | {row['concise_words']['mean']:.1f} | "
-            f"{row['perplexity']:.2f} | {_share(row.get('repeated_4grams'))} | "
+            f"{row['perplexity']:.2f} | {row['repeated_4grams']:.0%} | "
             f"{row['finished']:.0%} |"
         )
     if report.get("everyday"):

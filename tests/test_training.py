@@ -250,16 +250,9 @@ def test_trained_arm_prefers_chosen_replies(tiny_models, tmp_path):
     data = tmp_path / "pairs.jsonl"
     pairs = synthetic_pairs(8)
     write_pairs(data, pairs)
-    cfg = TrainConfig(
-        data=str(data),
-        out=str(tmp_path / "arm"),
-        base=str(tiny_models["base"]),
-        lr=5e-3,
-        beta=0.5,
-        epochs=3,
-        max_length=64,
-        bf16=False,
-        val_fraction=0.0,
+    # TrainConfig's default LoRA size (rank 8), not the helper's rank 4.
+    cfg = tiny_train_config(
+        tmp_path, tiny_models, data=str(data), rank=8, alpha=16, epochs=3, val_fraction=0.0
     )
     train_arm(cfg, progress=False)
     tok, model = load_with_adapter(cfg.base, cfg.out, bf16=False)

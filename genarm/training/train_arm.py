@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from genarm.training.preference_data import PreferencePair, load_pairs
-from genarm.training.validation import EarlyStopping, Evaluation, split_pairs
+from genarm.training.validation import SELECT_BY, EarlyStopping, Evaluation, split_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -540,7 +540,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     val.add_argument(
         "--select-by",
-        choices=("accuracy", "loss"),
+        choices=SELECT_BY,
         default=d.select_by,
         help="which validation state is the best one: the highest pairwise accuracy (ties: "
         "lower loss), or the lowest loss (smoother on a few hundred pairs)",

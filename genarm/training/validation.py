@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 from genarm.training.preference_data import PreferencePair
 
+SELECT_BY = ("accuracy", "loss")  # what makes an evaluation the best (Evaluation.score)
+
 
 def _prompt_key(pair: PreferencePair) -> str:
     return json.dumps(pair.messages(), sort_keys=True)
@@ -58,11 +60,15 @@ class Evaluation:
     def score(self, select_by: str = "accuracy") -> tuple[float, float]:
         """Higher is better: accuracy first, then the lower validation loss; or, with
         ``select_by="loss"``, the lower loss first, then accuracy."""
+        _check_select_by(select_by)
         if select_by == "loss":
             return (-self.loss, self.accuracy)
-        if select_by != "accuracy":
-            raise ValueError(f"select_by must be 'accuracy' or 'loss', got {select_by!r}")
         return (self.accuracy, -self.loss)
+
+
+def _check_select_by(select_by: str) -> None:
+    if select_by not in SELECT_BY:
+        raise ValueError(f"select_by must be one of {SELECT_BY}, got {select_by!r}")
 
 
 @dataclass
@@ -74,6 +80,9 @@ class EarlyStopping:
     best: Evaluation | None = None
     since_best: int = 0
     select_by: str = "accuracy"  # or "loss" (see Evaluation.score)
+
+    def __post_init__(self) -> None:
+        _check_select_by(self.select_by)  # an unknown selection fails before training
 
     def update(self, evaluation: Evaluation) -> bool:
         """Record ``evaluation``; True when it is the new best (save that state)."""
@@ -99,7 +108,6 @@ class EarlyStopping:
         cls, state: dict | None, patience: int, select_by: str = "accuracy"
     ) -> EarlyStopping:
         """Resume; the patience and selection of the new run apply."""
-        Evaluation(0, 0.0, 0.0, 0.0).score(select_by)  # an unknown selection fails here
         if not state:
             return cls(patience, select_by=select_by)
         best = Evaluation(**state["best"]) if state["best"] else None
