@@ -67,6 +67,40 @@ def test_sequence_logps_sums_reply_tokens_only(tiny_models):
         assert float(got[row]) == pytest.approx(want, abs=1e-4)
 
 
+def test_preference_margins_in_length_batches_match_one_pair_at_a_time(tiny_models):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from genarm.training.guided import BASE, preference_accuracy, preference_margins
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["base"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["base"], dtype=torch.float32)
+    words = torch.Generator().manual_seed(0)
+    vocab = ["safe", "reply", "maybe", "never", "the", "cat", "sat", "down", "why", "so"]
+
+    def text(n: int) -> str:
+        return " ".join(vocab[int(i)] for i in torch.randint(len(vocab), (n,), generator=words))
+
+    # Lengths that differ a lot, so that sorting reorders them and batches pad.
+    pairs = [
+        PreferencePair(text(3 + 7 * (i % 4)), text(1 + i), text(9 - i % 5), True, i % 3 > 0)
+        for i in range(11)
+    ]
+    got = preference_margins(model, tok, pairs, BASE, 48, 12, batch_size=4)
+    for pair, margin in zip(pairs, got, strict=True):
+        chosen, rejected = (
+            sequence_logps(model, [encode(tok, pair.messages(), reply, 48, 12, done)], 0)
+            for reply, done in (
+                (pair.chosen, pair.chosen_finished),
+                (pair.rejected, pair.rejected_finished),
+            )
+        )
+        assert margin == pytest.approx(float(chosen - rejected), abs=1e-4)
+    wins = sum(margin > 0 for margin in got)
+    assert preference_accuracy(model, tok, pairs, BASE, max_length=48, max_response=12) == (
+        wins / len(pairs)
+    )
+
+
 def synthetic_pairs(n: int) -> list[PreferencePair]:
     return [PreferencePair(f"Question number {i}?", "yes yes yes", "no no no") for i in range(n)]
 

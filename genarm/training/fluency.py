@@ -22,7 +22,7 @@ import torch
 from genarm.reference import Adapter
 from genarm.training.guided import guided_generate_ids, prompt_ids
 from genarm.training.preference_data import Messages
-from genarm.training.train_arm import sequence_logps
+from genarm.training.train_arm import length_sorted_batches, sequence_logps
 
 
 @torch.no_grad()
@@ -36,16 +36,11 @@ def base_nlls(
     for messages, reply in items:
         prompt = prompt_ids(tokenizer, messages)
         sequences.append((prompt + reply, len(prompt)))
-    # Batched by length: one long HH-RLHF dialogue padded a whole batch of short
-    # ones to its width. The results go back in the items' order.
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
     nlls = [0.0] * len(sequences)
     with Adapter(model, None).active():
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            batch = [sequences[i] for i in chosen]
-            batch_nlls = (-sequence_logps(model, batch, pad_id)).tolist()
-            for i, nll in zip(chosen, batch_nlls, strict=True):
+        for batch in length_sorted_batches([len(ids) for ids, _ in sequences], batch_size):
+            batch_nlls = (-sequence_logps(model, [sequences[i] for i in batch], pad_id)).tolist()
+            for i, nll in zip(batch, batch_nlls, strict=True):
                 nlls[i] = nll
     return nlls
 

@@ -21,7 +21,7 @@ import torch
 
 from genarm.reference import Adapter, GenARMReference
 from genarm.training.preference_data import Messages, PreferencePair, as_messages, load_pairs
-from genarm.training.train_arm import encode, sequence_logps
+from genarm.training.train_arm import encode, length_sorted_batches, pair_logps
 
 BASE = "base"
 
@@ -89,33 +89,50 @@ def guided_generate(
 
 
 @torch.no_grad()
-def preference_accuracy(
+def preference_margins(
     model,
     tokenizer,
     pairs: list[PreferencePair],
     component: str,
     max_length: int = 256,
     max_response: int = 96,
+    batch_size: int = 8,
     progress: bool = False,
-) -> float:
-    """Fraction of pairs where Σ log π(chosen) > Σ log π(rejected) under ``component``
-    (``progress``: a bar per component, minutes for hundreds of pairs on a CPU)."""
+) -> list[float]:
+    """Σ log π(chosen) − Σ log π(rejected) per pair under ``component``, in the pairs'
+    order (``progress``: a bar per component, minutes for hundreds of pairs on a CPU)."""
     from tqdm import tqdm
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    wins = 0
-    with _component(model, component).active():
-        for pair in tqdm(pairs, desc=f"accuracy: {component}", unit="pair", disable=not progress):
-            batch = [
-                encode(tokenizer, pair.messages(), reply, max_length, max_response, done)
-                for reply, done in (
-                    (pair.chosen, pair.chosen_finished),
-                    (pair.rejected, pair.rejected_finished),
-                )
-            ]
-            chosen, rejected = sequence_logps(model, batch, pad_id).tolist()
-            wins += chosen > rejected
-    return wins / max(1, len(pairs))
+    encoded = [
+        tuple(
+            encode(tokenizer, pair.messages(), reply, max_length, max_response, done)
+            for reply, done in (
+                (pair.chosen, pair.chosen_finished),
+                (pair.rejected, pair.rejected_finished),
+            )
+        )
+        for pair in pairs
+    ]
+    widths = [max(len(chosen[0]), len(rejected[0])) for chosen, rejected in encoded]
+    margins = [0.0] * len(encoded)
+    bar = tqdm(total=len(pairs), desc=f"accuracy: {component}", unit="pair", disable=not progress)
+    with _component(model, component).active(), bar:
+        for batch in length_sorted_batches(widths, batch_size):
+            chosen, rejected = pair_logps(model, [encoded[i] for i in batch], pad_id)
+            for i, margin in zip(batch, (chosen - rejected).tolist(), strict=True):
+                margins[i] = margin
+            bar.update(len(batch))
+    return margins
+
+
+def preference_accuracy(
+    model, tokenizer, pairs: list[PreferencePair], component: str, **kwargs
+) -> float:
+    """Fraction of pairs where Σ log π(chosen) > Σ log π(rejected) under ``component``
+    (keyword arguments: those of ``preference_margins``)."""
+    margins = preference_margins(model, tokenizer, pairs, component, **kwargs)
+    return sum(margin > 0 for margin in margins) / max(1, len(margins))
 
 
 def load_with_adapter(base: str, adapter: str, name: str = "arm", bf16: bool = True):

@@ -111,6 +111,13 @@ def sequence_logps(model, batch: list[tuple[list[int], int]], pad_id: int) -> to
     return _row_sums(*reply_logits(model, batch, pad_id), len(batch))
 
 
+def length_sorted_batches(widths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices of items in batches of similar width, shortest first: scoring in the
+    items' order let one long HH-RLHF dialogue pad its whole batch to its width."""
+    order = sorted(range(len(widths)), key=widths.__getitem__)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 def reply_logits(
     model, batch: list[tuple[list[int], int]], pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
