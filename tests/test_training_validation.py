@@ -84,7 +84,7 @@ def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
     from safetensors.torch import load_file
 
     from genarm.training.guided import load_with_adapter
-    from genarm.training.train_arm import _encode_pairs, validate
+    from genarm.training.train_arm import encode_pairs, validate
 
     pairs = _pairs(8, 1)
     reversed_pairs = [PreferencePair(p.prompt, p.rejected, p.chosen) for p in pairs]
@@ -105,7 +105,11 @@ def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
     # The shipped adapter scores the validation pairs as the run reported.
     tok, model = load_with_adapter(cfg.base, cfg.out, name="default", bf16=False)
     accuracy, loss = validate(
-        model, _encode_pairs(tok, reversed_pairs, cfg), 0, cfg, torch.autocast("cpu", enabled=False)
+        model,
+        encode_pairs(tok, reversed_pairs, cfg.max_length, cfg.max_response_length),
+        0,
+        cfg,
+        torch.autocast("cpu", enabled=False),
     )
     assert accuracy == summary["best"]["accuracy"]
     assert loss == pytest.approx(summary["best"]["loss"], rel=1e-4)

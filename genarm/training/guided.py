@@ -21,7 +21,7 @@ import torch
 
 from genarm.reference import Adapter, GenARMReference
 from genarm.training.preference_data import Messages, PreferencePair, as_messages, load_pairs
-from genarm.training.train_arm import encode, length_sorted_batches, pair_logps
+from genarm.training.train_arm import encode_pairs, length_sorted_batches, pair_logps
 
 BASE = "base"
 
@@ -104,16 +104,7 @@ def preference_margins(
     from tqdm import tqdm
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    encoded = [
-        tuple(
-            encode(tokenizer, pair.messages(), reply, max_length, max_response, done)
-            for reply, done in (
-                (pair.chosen, pair.chosen_finished),
-                (pair.rejected, pair.rejected_finished),
-            )
-        )
-        for pair in pairs
-    ]
+    encoded = encode_pairs(tokenizer, pairs, max_length, max_response)
     widths = [max(len(chosen[0]), len(rejected[0])) for chosen, rejected in encoded]
     margins = [0.0] * len(encoded)
     bar = tqdm(total=len(pairs), desc=f"accuracy: {component}", unit="pair", disable=not progress)

@@ -264,8 +264,12 @@ def _split(cfg: TrainConfig) -> tuple[list[PreferencePair], list[PreferencePair]
     return pairs, val[: cfg.val_max_pairs] if cfg.val_max_pairs else val
 
 
-def _encode_pairs(tokenizer, pairs: list[PreferencePair], cfg: TrainConfig) -> list[EncodedPair]:
-    lengths = (cfg.max_length, cfg.max_response_length)
+def encode_pairs(
+    tokenizer, pairs: list[PreferencePair], max_length: int, max_response: int
+) -> list[EncodedPair]:
+    """Each pair's (chosen, rejected) as ``encode`` cuts them, each reply ended or not
+    as its pair says."""
+    lengths = (max_length, max_response)
     return [
         (
             encode(tokenizer, p.messages(), p.chosen, *lengths, finished=p.chosen_finished),
@@ -374,7 +378,11 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         "bf16" if bf16 else "float32",
     )
     tokenizer, model = _load_model(cfg, device, bf16)
-    encoded, encoded_val = _encode_pairs(tokenizer, pairs, cfg), _encode_pairs(tokenizer, val, cfg)
+    lengths = (cfg.max_length, cfg.max_response_length)
+    encoded, encoded_val = (
+        encode_pairs(tokenizer, pairs, *lengths),
+        encode_pairs(tokenizer, val, *lengths),
+    )
     steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
