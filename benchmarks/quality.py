@@ -336,11 +336,13 @@ def preference_accuracies(args: argparse.Namespace, judge) -> dict[str, Any]:
         preference_accuracy,
         training_lengths,
     )
-    from genarm.training.preference_data import load_pairs
+    from genarm.training.preference_data import load_pairs, sample_pairs
 
     models = model_set(args.candidates)
     data = {"harmless": args.hh_held_out, "concise": args.concise_held_out}
-    held_out = {arm: load_pairs(path)[: args.max_pairs] for arm, path in data.items()}
+    held_out = {
+        arm: sample_pairs(load_pairs(path), args.max_pairs, args.seed) for arm, path in data.items()
+    }
     out: dict[str, Any] = {}
     for arm, path in data.items():
         pairs = held_out[arm]
@@ -586,7 +588,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="engine dtype (default: the demo config's; float32 is ~2.8x faster on a CPU "
         "without bf16 instructions)",
     )
-    p.add_argument("--max-pairs", type=int, default=None, help="cap on held-out pairs")
+    p.add_argument(
+        "--max-pairs",
+        type=int,
+        default=None,
+        help="cap on held-out pairs (a random sample by --seed)",
+    )
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--concurrency", type=int, default=32)

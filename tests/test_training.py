@@ -15,6 +15,7 @@ from genarm.training.preference_data import (
     hh_pair,
     load_pairs,
     parse_hh_dialogue,
+    sample_pairs,
     split_by_dialogue,
     write_pairs,
 )
@@ -159,6 +160,22 @@ def test_split_keeps_each_dialogue_in_one_part(tmp_path):
     )
     write_pairs(tmp_path / "x.jsonl", parts["b"])
     assert load_pairs(tmp_path / "x.jsonl") == parts["b"]
+
+
+def test_sample_pairs_draws_across_a_file_ordered_by_kind():
+    """A held-out file written as all stopping pairs, then all keep-going ones: a
+    limited sample must hold both kinds, keep file order, and repeat with its seed."""
+    stops = [PreferencePair(f"q{i}", "end.", "end. And", True, False) for i in range(400)]
+    keeps = [PreferencePair(f"q{i}", "and so", "and", False, True) for i in range(600)]
+    pairs = stops + keeps
+    sample = sample_pairs(pairs, 100, seed=0)
+    assert len(sample) == 100 and len(set(map(id, sample))) == 100
+    kinds = [p.rejected_finished for p in sample]
+    assert 20 < kinds.count(False) < 60 and 40 < kinds.count(True) < 80
+    positions = [next(i for i, q in enumerate(pairs) if q is p) for p in sample]
+    assert positions == sorted(positions)
+    assert sample == sample_pairs(pairs, 100, seed=0) != sample_pairs(pairs, 100, seed=1)
+    assert sample_pairs(pairs, None) == pairs == sample_pairs(pairs, 5000)
 
 
 def test_finished_flags_round_trip_and_plain_files_keep_three_keys(tmp_path):

@@ -20,7 +20,13 @@ from pathlib import Path
 import torch
 
 from genarm.reference import Adapter, GenARMReference
-from genarm.training.preference_data import Messages, PreferencePair, as_messages, load_pairs
+from genarm.training.preference_data import (
+    Messages,
+    PreferencePair,
+    as_messages,
+    load_pairs,
+    sample_pairs,
+)
 from genarm.training.train_arm import encode_pairs, length_sorted_batches, pair_logps
 
 BASE = "base"
@@ -165,7 +171,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", help="JSON list of prompts, or a preference JSONL")
     parser.add_argument("--pairs", help="held-out preference JSONL for accuracy")
     parser.add_argument("--alphas", default="0,1", help="comma-separated ARM weights")
-    parser.add_argument("--limit", type=int, default=8, help="prompts (or pairs) to use")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=8,
+        help="prompts to use (the first ones); with --pairs, pairs to score "
+        "(a random sample by --seed when the file has more)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -179,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     tokenizer, model = load_with_adapter(args.base, args.adapter, bf16=bf16)
     result: dict = {"adapter": args.adapter}
     if args.pairs:
-        pairs = load_pairs(args.pairs)[: args.limit]
+        pairs = sample_pairs(load_pairs(args.pairs), args.limit, args.seed)
         lengths = training_lengths(args.adapter)
         result["accuracy"] = {
             c: preference_accuracy(model, tokenizer, pairs, c, **lengths, progress=True)

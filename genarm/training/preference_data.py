@@ -103,6 +103,20 @@ def parse_hh_dialogue(text: str) -> Messages:
     return messages
 
 
+def sample_pairs(
+    pairs: list[PreferencePair], limit: int | None, seed: int = 0
+) -> list[PreferencePair]:
+    """At most ``limit`` pairs, drawn at random (seeded) and kept in file order.
+
+    Not the first ``limit``: a file is often ordered by kind (make-preferences
+    writes all stopping pairs, then all keep-going ones), so its head is not a
+    sample of it."""
+    if limit is None or limit >= len(pairs):
+        return list(pairs)
+    chosen = sorted(random.Random(seed).sample(range(len(pairs)), max(0, limit)))
+    return [pairs[i] for i in chosen]
+
+
 def hh_pair(chosen: str, rejected: str) -> PreferencePair | None:
     """One HH-RLHF row as a pair; None when it is not 'same dialogue, last reply differs'."""
     good, bad = parse_hh_dialogue(chosen), parse_hh_dialogue(rejected)
