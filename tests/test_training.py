@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -319,6 +320,14 @@ def test_trained_arm_prefers_chosen_replies(tiny_models, tmp_path):
     result = json.loads((tmp_path / "acc.json").read_text())
     assert (result["max_length"], result["max_response"]) == (64, cfg.max_response_length)
     assert result["pairs"] == 8 and result["accuracy"]["arm"] == 1.0
+    # An adapter without a training summary (trained elsewhere) is cut to the
+    # defaults, and says so: the quality report prints the lengths of every ARM.
+    from genarm.training.guided import DEFAULT_LENGTHS
+
+    (Path(cfg.out) / "training_summary.json").unlink()
+    assert run(parser.parse_args([*command, "--out", str(tmp_path / "acc.json")])) == 0
+    result = json.loads((tmp_path / "acc.json").read_text())
+    assert {k: result[k] for k in DEFAULT_LENGTHS} == DEFAULT_LENGTHS
 
 
 def test_resume_options(tiny_models, tmp_path):

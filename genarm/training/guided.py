@@ -30,6 +30,9 @@ from genarm.training.preference_data import (
 from genarm.training.train_arm import encode_pairs, length_sorted_batches, pair_logps
 
 BASE = "base"
+# Prompt + reply and reply tokens that held-out pairs are cut to for an adapter
+# without a training summary (one trained elsewhere, or no training at all).
+DEFAULT_LENGTHS = {"max_length": 256, "max_response": 96}
 
 
 def _component(model, name: str) -> Adapter:
@@ -100,8 +103,8 @@ def preference_margins(
     tokenizer,
     pairs: list[PreferencePair],
     component: str,
-    max_length: int = 256,
-    max_response: int = 96,
+    max_length: int = DEFAULT_LENGTHS["max_length"],
+    max_response: int = DEFAULT_LENGTHS["max_response"],
     batch_size: int = 8,
     progress: bool = False,
 ) -> list[float]:
@@ -146,10 +149,10 @@ def load_with_adapter(base: str, adapter: str, name: str = "arm", bf16: bool = T
 def training_lengths(adapter: str) -> dict[str, int]:
     """The prompt and reply lengths an adapter was trained with (its
     ``training_summary.json``), so that held-out pairs are cut as its training pairs
-    were; none for an adapter without one (preference_accuracy's defaults apply)."""
+    were; ``DEFAULT_LENGTHS`` for an adapter without one."""
     summary = Path(adapter, "training_summary.json")
     if not summary.is_file():
-        return {}
+        return dict(DEFAULT_LENGTHS)
     config = json.loads(summary.read_text())["config"]
     return {"max_length": config["max_length"], "max_response": config["max_response_length"]}
 
