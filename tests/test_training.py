@@ -179,6 +179,25 @@ def test_sample_pairs_draws_across_a_file_ordered_by_kind():
     assert sample_pairs(pairs, None) == pairs == sample_pairs(pairs, 5000)
 
 
+def test_accuracy_by_kind_splits_stopping_from_keep_going_pairs():
+    from genarm.training.guided import accuracy_by_kind, pair_kind
+
+    stop = PreferencePair("q", "end.", "end. And", True, False)
+    keep = PreferencePair("q", "and so", "and", False, True)
+    whole, cut = PreferencePair("q", "a", "b"), PreferencePair("q", "a", "b", False, False)
+    assert [pair_kind(p) for p in (stop, keep, whole, cut)] == [
+        "stop",
+        "keep-going",
+        "whole",
+        "whole",
+    ]
+    margins = [1.0, -2.0, 0.0, 3.0, -1.0]  # a tie (0.0) is not a win
+    pairs = [stop, stop, stop, keep, keep]
+    assert accuracy_by_kind(pairs, margins) == {"all": 0.4, "keep-going": 0.5, "stop": 1 / 3}
+    # One kind only (HH's whole replies): the total alone.
+    assert accuracy_by_kind([whole] * 4, [1.0, 1.0, 1.0, -1.0]) == {"all": 0.75}
+
+
 def test_finished_flags_round_trip_and_plain_files_keep_three_keys(tmp_path):
     pairs = [PreferencePair("q", "a", "b"), PreferencePair("q", "a", "b c", True, False)]
     write_pairs(tmp_path / "p.jsonl", pairs)
@@ -320,6 +339,7 @@ def test_trained_arm_prefers_chosen_replies(tiny_models, tmp_path):
     result = json.loads((tmp_path / "acc.json").read_text())
     assert (result["max_length"], result["max_response"]) == (64, cfg.max_response_length)
     assert result["pairs"] == 8 and result["accuracy"]["arm"] == 1.0
+    assert result["accuracy_by_kind"]["arm"] == {"all": 1.0}  # whole replies only
     # An adapter without a training summary (trained elsewhere) is cut to the
     # defaults, and says so: the quality report prints the lengths of every ARM.
     from genarm.training.guided import DEFAULT_LENGTHS

@@ -135,6 +135,27 @@ def preference_accuracy(
     return sum(margin > 0 for margin in margins) / max(1, len(margins))
 
 
+def pair_kind(pair: PreferencePair) -> str:
+    """Which decision a pair teaches: ``stop`` (the chosen reply ends where the
+    rejected one goes on, as make-preferences' stopping pairs), ``keep-going`` (the
+    reverse), or ``whole`` (two replies that both ended, or were both cut)."""
+    if pair.chosen_finished != pair.rejected_finished:
+        return "stop" if pair.chosen_finished else "keep-going"
+    return "whole"
+
+
+def accuracy_by_kind(pairs: list[PreferencePair], margins: list[float]) -> dict[str, float]:
+    """Share of pairs with a positive margin, over all of them (``all``) and per
+    ``pair_kind`` where the pairs are of more than one kind: a stopping ARM's total
+    hides a trade between ending at sentence ends and ending mid-sentence."""
+    kinds = [pair_kind(p) for p in pairs]
+    groups = {"all": margins}
+    if len(set(kinds)) > 1:
+        for kind in sorted(set(kinds)):
+            groups[kind] = [m for m, k in zip(margins, kinds, strict=True) if k == kind]
+    return {name: sum(m > 0 for m in group) / len(group) for name, group in groups.items()}
+
+
 def load_with_adapter(base: str, adapter: str, name: str = "arm", bf16: bool = True):
     """(tokenizer, PEFT model) with the adapter loaded under ``name``."""
     from peft import PeftModel
@@ -196,12 +217,15 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs:
         pairs = sample_pairs(load_pairs(args.pairs), args.limit, args.seed)
         lengths = training_lengths(args.adapter)
-        result["accuracy"] = {
-            c: preference_accuracy(model, tokenizer, pairs, c, **lengths, progress=True)
+        by_kind = {
+            c: accuracy_by_kind(
+                pairs, preference_margins(model, tokenizer, pairs, c, **lengths, progress=True)
+            )
             for c in (BASE, "arm")
         }
-        result.update(pairs=len(pairs), **lengths)
-        print(json.dumps({"pairs": len(pairs), **lengths, **result["accuracy"]}))
+        result["accuracy"] = {c: accuracy["all"] for c, accuracy in by_kind.items()}
+        result.update(pairs=len(pairs), **lengths, accuracy_by_kind=by_kind)
+        print(json.dumps({"pairs": len(pairs), **lengths, **by_kind}))
     if args.prompts:
         prompts = _load_prompts(args.prompts)[: args.limit]
         result["samples"] = []
