@@ -169,6 +169,12 @@ class ServerConfig(_Strict):
         ge=0,
         description="on SIGTERM, how long requests in flight may finish before they are ended",
     )
+    engine_watchdog_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="how often the server checks that its engines are alive: one that died "
+        "stops the server (exit 1) even with no request running (0: only a request notices)",
+    )
 
 
 class DeploymentConfig(_Strict):

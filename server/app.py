@@ -45,11 +45,27 @@ def create_app(cfg: DeploymentConfig, on_fatal: Callable[[], None] | None = None
             if on_fatal is not None:
                 on_fatal()
 
+    async def watch_engines(every: float) -> None:
+        # An engine can die with no request running (the OOM killer, say); only a
+        # request would notice, and behind a load balancer that routes to ready
+        # replicas none comes: the replica would sit failed. vLLM's own server
+        # looks every few seconds (its watchdog_loop); so does this one.
+        while True:
+            await asyncio.sleep(every)
+            if engine.dead:
+                engine.report_dead()
+            if reward_models.dead:
+                reward_models.report_dead()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         loader = asyncio.create_task(load_engine())
+        every = cfg.server.engine_watchdog_seconds
+        watchdog = asyncio.create_task(watch_engines(every)) if every > 0 else None
         yield
         loader.cancel()
+        if watchdog is not None:
+            watchdog.cancel()
         engine.shutdown()
         reward_models.shutdown()
 

@@ -6,7 +6,8 @@ into 400s, keeps the running/waiting gauges, and aborts the engine request
 whenever the caller stops listening (a closed stream, a cancelled task).
 
 If the engine dies (its process crashed or was killed), requests get a 503 and
-``on_engine_dead`` runs once: the server then exits non-zero so that whatever
+``on_engine_dead`` runs once (``report_dead``: from the first request that finds it
+dead, or from the app's watchdog): the server then exits non-zero so that whatever
 supervises it restarts it, as vLLM's own server does.
 """
 
@@ -87,7 +88,7 @@ class EngineHandle:
                 headers={"Retry-After": "5"},
             )
         if self.dead:
-            self._report_dead()
+            self.report_dead()
             return APIError(
                 503,
                 "the engine has stopped; the server is shutting down to be restarted",
@@ -97,7 +98,7 @@ class EngineHandle:
             return APIError(503, "the model is still loading", headers={"Retry-After": "5"})
         return None
 
-    def _report_dead(self) -> None:
+    def report_dead(self) -> None:
         if self._dead_reported:
             return
         self._dead_reported = True

@@ -942,17 +942,15 @@ def test_dead_engine_answers_503_and_the_server_exits(tiny_models, tmp_path):
     """An engine that dies (here: its processes killed) is never a silent 500: /health
     says failed, requests get a 503 naming it, and the server exits non-zero so that a
     supervisor restarts it."""
-    import signal
-
-    import psutil
-
-    live = LiveServer(tiny_config_dict(tiny_models, arms=("arm_a",)), workdir=tmp_path)
+    config = tiny_config_dict(tiny_models, arms=("arm_a",))
+    # The watchdog off: the request below is what stops the server, not a race with it.
+    config["server"] = {"engine_watchdog_seconds": 0}
+    live = LiveServer(config, workdir=tmp_path)
     try:
         live.start()
         url = f"{live.base_url}/chat/completions"
         assert httpx.post(url, json=CHAT, timeout=60).status_code == 200
-        for child in psutil.Process(live.process.pid).children(recursive=True):
-            child.send_signal(signal.SIGKILL)
+        kill_engine_processes(live)
         health = None
         for _ in range(240):  # vLLM's monitor notices the dead engine process
             health = httpx.get(f"{live.url}/health", timeout=10)
@@ -967,3 +965,28 @@ def test_dead_engine_answers_503_and_the_server_exits(tiny_models, tmp_path):
         assert live.wait_exit(timeout=60) == 1
     finally:
         live.stop()
+
+
+def test_engine_that_dies_while_idle_stops_the_server(tiny_models, tmp_path):
+    """No request after the engine dies: the watchdog alone stops the server (exit
+    1), so a replica that only gets health probes is restarted too."""
+    config = tiny_config_dict(tiny_models, arms=("arm_a",))
+    config["server"] = {"engine_watchdog_seconds": 0.2}
+    live = LiveServer(config, workdir=tmp_path)
+    try:
+        live.start()
+        kill_engine_processes(live)
+        assert live.wait_exit(timeout=120) == 1
+        assert "engine has stopped" in live.log()
+    finally:
+        live.stop()
+
+
+def kill_engine_processes(live: LiveServer) -> None:
+    """SIGKILL every process the server started (vLLM's engine core and workers)."""
+    import signal
+
+    import psutil
+
+    for child in psutil.Process(live.process.pid).children(recursive=True):
+        child.send_signal(signal.SIGKILL)
