@@ -196,6 +196,7 @@ def test_accuracy_by_kind_splits_stopping_from_keep_going_pairs():
     assert accuracy_by_kind(pairs, margins) == {"all": 0.4, "keep-going": 0.5, "stop": 1 / 3}
     # One kind only (HH's whole replies): the total alone.
     assert accuracy_by_kind([whole] * 4, [1.0, 1.0, 1.0, -1.0]) == {"all": 0.75}
+    assert accuracy_by_kind([], []) == {"all": 0.0}  # as preference_accuracy: no pairs, 0
 
 
 def test_finished_flags_round_trip_and_plain_files_keep_three_keys(tmp_path):

@@ -131,7 +131,11 @@ def preference_accuracy(
 ) -> float:
     """Fraction of pairs where Σ log π(chosen) > Σ log π(rejected) under ``component``
     (keyword arguments: those of ``preference_margins``)."""
-    margins = preference_margins(model, tokenizer, pairs, component, **kwargs)
+    return share_won(preference_margins(model, tokenizer, pairs, component, **kwargs))
+
+
+def share_won(margins: list[float]) -> float:
+    """Fraction of pairs whose chosen reply wins (a tie does not); 0 for no pairs."""
     return sum(margin > 0 for margin in margins) / max(1, len(margins))
 
 
@@ -153,7 +157,7 @@ def accuracy_by_kind(pairs: list[PreferencePair], margins: list[float]) -> dict[
     if len(set(kinds)) > 1:
         for kind in sorted(set(kinds)):
             groups[kind] = [m for m, k in zip(margins, kinds, strict=True) if k == kind]
-    return {name: sum(m > 0 for m in group) / len(group) for name, group in groups.items()}
+    return {name: share_won(group) for name, group in groups.items()}
 
 
 def load_with_adapter(base: str, adapter: str, name: str = "arm", bf16: bool = True):
