@@ -820,6 +820,58 @@ def test_grm_regulariser_is_the_reply_text_loss(tiny_models, tmp_path):
     assert math.isfinite(judge.score("Name a fruit.", "An apple."))
 
 
+def test_stop_anchor_is_the_end_of_turn_raise_inside_sentences(tiny_models, tmp_path):
+    """--stop-anchor: the added term is the mean, over reply positions after a token
+    inside a sentence (not a reply's first), of max(0, log π_ARM(stop) - log π_base(stop)),
+    computed here independently from two plain HF models; the tokenizer's table says a
+    word is inside a sentence and a full stop is not; an anchored run trains and saves."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from genarm.training.train_arm import mid_sentence_tokens, pair_loss
+
+    base_path = str(tiny_models["base"])
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    inside = mid_sentence_tokens(tokenizer)
+    word, stop_mark = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("cat", "."))
+    assert inside[word].all() and not inside[stop_mark].any()
+    assert not inside[tokenizer.eos_token_id] and not inside[tokenizer("\n")["input_ids"]].any()
+
+    adapter = _tiny_adapter(base_path, tmp_path / "adapter", seed=3)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
+    arm = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), adapter
+    ).eval()
+    batch = [(([5, 6, 7, 8, 9], 2), ([5, 6, 7, 10], 2)), (([11, 12, 13, 14], 1), ([11, 15], 1))]
+    stop = tokenizer.eos_token_id
+    held = torch.zeros(len(inside), dtype=torch.bool)
+    held[[6, 7, 8, 12, 13]] = True  # the tokens after which a position is held
+    with torch.no_grad():
+        plain, _, _ = pair_loss(arm, batch, pad_id=0, beta=0.5)
+        anchored, _, _ = pair_loss(arm, batch, 0, 0.5, stop_id=stop, stop_anchor=2.0, inside=held)
+        nowhere = torch.zeros_like(held)
+        free, _, _ = pair_loss(arm, batch, 0, 0.5, stop_id=stop, stop_anchor=2.0, inside=nowhere)
+        raises = []
+        for ids, prompt_len in [c for c, _ in batch] + [r for _, r in batch]:
+            base_logps = base(torch.tensor([ids])).logits[0].log_softmax(-1)
+            arm_logps = arm(torch.tensor([ids])).logits[0].log_softmax(-1)
+            for t in range(prompt_len, len(ids) - 1):  # reply positions after the first
+                if held[ids[t]]:
+                    raises.append(max(0.0, float(arm_logps[t, stop] - base_logps[t, stop])))
+    assert len(raises) == 5 and 0 < sum(r > 0 for r in raises) < 5  # both sides of the hinge
+    expected = sum(raises) / len(raises)
+    assert (anchored - plain).item() == pytest.approx(2.0 * expected, rel=1e-4)
+    assert free.item() == pytest.approx(plain.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="stop_anchor needs"):
+        pair_loss(arm, batch, 0, 0.5, stop_anchor=1.0)
+
+    write_pairs(tmp_path / "train.jsonl", synthetic_pairs(8))
+    cfg = tiny_train_config(tmp_path, tiny_models, stop_anchor=1.0, val_fraction=0.0)
+    summary = train_arm(cfg, progress=False)
+    assert summary["config"]["stop_anchor"] == 1.0 and math.isfinite(summary["final_loss"])
+    assert (tmp_path / "arm" / "adapter_model.safetensors").is_file()
+
+
 def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
     """--kl-anchor: the added term is the mean over reply tokens of KL(π_base ‖ π_ARM)
     (over the tokens other than the stop token when one is given), computed here

@@ -53,6 +53,7 @@ class TrainConfig:
     )
     beta: float = 0.05
     kl_anchor: float = 0.0  # weight of KL(base || ARM) per reply token; 0: off
+    stop_anchor: float = 0.0  # weight of the end-of-turn raise mid-sentence; 0: off
     lr: float = 5e-4
     epochs: int = 1
     batch_size: int = 4
@@ -153,24 +154,23 @@ def _row_sums(
     return sums.index_add(0, rows, token_logps)
 
 
+def base_reply_logits(model, batch: list[tuple[list[int], int]], pad_id: int) -> torch.Tensor:
+    """``reply_logits`` of ``model`` with its adapter off (no gradient): the base's."""
+    with torch.no_grad(), model.disable_adapter():
+        return reply_logits(model, batch, pad_id)[0]
+
+
 def kl_from_base(
-    model,
-    batch: list[tuple[list[int], int]],
-    arm_logits: torch.Tensor,
-    pad_id: int,
-    stop_id: int | None = None,
+    base_logits: torch.Tensor, arm_logits: torch.Tensor, stop_id: int | None = None
 ) -> torch.Tensor:
     """Mean over reply tokens of KL(π_base ‖ π_ARM) between the two models' choices of
-    the next token other than ``stop_id`` (both distributions renormalised without it),
-    the base being ``model`` with its adapter off (no gradient through it).
+    the next token other than ``stop_id`` (both distributions renormalised without it).
 
     Leaving the stop token out leaves the decision to end the reply to the pairs: a
     concise ARM must raise its own end-of-turn probability at sentence ends well above
     the base's (guidance multiplies p_base by p_ARM^α, so an ARM near the base there
     only makes stopping rarer), while it should keep the base's choice of words.
     """
-    with torch.no_grad(), model.disable_adapter():
-        base_logits, _, _ = reply_logits(model, batch, pad_id)
     if stop_id is not None:
         stop = torch.tensor([stop_id], device=base_logits.device)
         base_logits = base_logits.index_fill(-1, stop, float("-inf"))
@@ -180,6 +180,49 @@ def kl_from_base(
     kept = torch.isfinite(base_logps)  # 0 x -inf would be nan at the stop token
     kl = (base_logps.exp() * (base_logps - arm_logps)).where(kept, 0.0).sum(-1)
     return kl.mean()
+
+
+def mid_sentence_tokens(tokenizer) -> torch.Tensor:
+    """Per vocabulary id, whether a reply that has just produced that token is inside a
+    sentence: its text does not end in . ! or ? (closing quotes or brackets allowed), as
+    make-preferences' sentence ends, and is not only whitespace (a line break may end a
+    list item or a heading) nor a special token."""
+    special = set(tokenizer.all_special_ids)
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    inside = [
+        i not in special and bool(text.strip()) and text.rstrip().rstrip("\"')]")[-1:] not in ".!?"
+        for i, text in enumerate(texts)
+    ]
+    return torch.tensor(inside, dtype=torch.bool)
+
+
+def stop_raised_mid_sentence(
+    base_logits: torch.Tensor,
+    arm_logits: torch.Tensor,
+    targets: torch.Tensor,
+    rows: torch.Tensor,
+    stop_id: int,
+    inside: torch.Tensor,
+) -> torch.Tensor:
+    """Mean over the reply positions inside a sentence (``mid_sentence_tokens`` of the
+    token before) of how far the ARM raises log π(end of turn) above the base's (0 where
+    it does not).
+
+    Why: stopping pairs teach "end the turn here" at sentence ends only, but a LoRA
+    learns it as "end the turn late in a reply" and raises it mid-sentence too (a
+    run ranked ending 13 nats above the next word after "the perfect moment to start
+    studying is a"). The keep-going pairs hold one point per sample; this holds all.
+    """
+    first = torch.ones_like(rows, dtype=torch.bool)  # a reply's first position: after the prompt
+    first[1:] = rows[1:] != rows[:-1]
+    previous = targets.roll(1)  # the token each position reads is the one before it predicted
+    held = inside.to(targets.device)[previous] & ~first
+    if not held.any():
+        return arm_logits.new_zeros(())
+    raised = (
+        arm_logits[held].log_softmax(-1)[:, stop_id] - base_logits[held].log_softmax(-1)[:, stop_id]
+    )
+    return raised.clamp(min=0).mean()
 
 
 EncodedPair = tuple[tuple[list[int], int], tuple[list[int], int]]
@@ -198,10 +241,14 @@ def pair_loss(
     beta: float,
     kl_anchor: float = 0.0,
     stop_id: int | None = None,
+    stop_anchor: float = 0.0,
+    inside: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, Σ log π(chosen), Σ log π(rejected)): GenARM's loss, plus ``kl_anchor`` x
     the mean KL(π_base ‖ π_ARM) over the replies' tokens (the choice among tokens
-    other than ``stop_id``: see ``kl_from_base``).
+    other than ``stop_id``: see ``kl_from_base``), plus ``stop_anchor`` x how far the
+    ARM raises end of turn inside sentences (``inside``: ``mid_sentence_tokens``; see
+    ``stop_raised_mid_sentence``).
 
     Why the anchor: GenARM's loss sees only where a pair's two replies differ (a
     shared prefix cancels out), so nothing holds the ARM to the base anywhere
@@ -214,8 +261,15 @@ def pair_loss(
     logps = _row_sums(logits, targets, rows, len(sequences))
     chosen, rejected = logps[: len(batch)], logps[len(batch) :]
     loss = genarm_loss(chosen, rejected, beta)
+    if kl_anchor or stop_anchor:
+        base_logits = base_reply_logits(model, sequences, pad_id)
     if kl_anchor:
-        loss = loss + kl_anchor * kl_from_base(model, sequences, logits, pad_id, stop_id)
+        loss = loss + kl_anchor * kl_from_base(base_logits, logits, stop_id)
+    if stop_anchor:
+        if stop_id is None or inside is None:
+            raise ValueError("stop_anchor needs stop_id and the mid-sentence tokens (inside)")
+        held = stop_raised_mid_sentence(base_logits, logits, targets, rows, stop_id, inside)
+        loss = loss + stop_anchor * held
     return loss, chosen, rejected
 
 
@@ -411,6 +465,7 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
     )
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    inside = mid_sentence_tokens(tokenizer) if cfg.stop_anchor else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     started = time.monotonic()
     bar = tqdm(total=total_steps, initial=step, desc="train-arm", disable=not progress)
@@ -423,8 +478,9 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         batch = [encoded[i] for i in order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
         with autocast:
             loss, chosen, rejected = pair_loss(
-                model, batch, pad_id, cfg.beta, cfg.kl_anchor, tokenizer.eos_token_id
-            )
+                model, batch, pad_id, cfg.beta, cfg.kl_anchor, tokenizer.eos_token_id,
+                cfg.stop_anchor, inside,
+            )  # fmt: skip
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -515,6 +571,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "turn) added to the loss: keeps the ARM's choice of words the base's wherever the "
         "pairs do not disagree, so that guidance changes only what they teach (0: off)",
     )
+    parser.add_argument(
+        "--stop-anchor",
+        type=float,
+        default=d.stop_anchor,
+        help="weight of how far the ARM raises log p(end of turn) above the base's inside a "
+        "sentence (mean over reply tokens not after . ! or ?) added to the loss: a length "
+        "ARM learns to stop at sentence ends without stopping mid-sentence too (0: off)",
+    )
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -592,6 +656,7 @@ def run(args: argparse.Namespace) -> int:
         target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()],
         beta=args.beta,
         kl_anchor=args.kl_anchor,
+        stop_anchor=args.stop_anchor,
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,
