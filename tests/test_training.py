@@ -180,7 +180,7 @@ def test_sample_pairs_draws_across_a_file_ordered_by_kind():
 
 
 def test_accuracy_by_kind_splits_stopping_from_keep_going_pairs():
-    from genarm.training.guided import accuracy_by_kind, pair_kind
+    from genarm.training.validation import accuracy_by_kind, pair_kind
 
     stop = PreferencePair("q", "end.", "end. And", True, False)
     keep = PreferencePair("q", "and so", "and", False, True)

@@ -84,7 +84,8 @@ def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
     from safetensors.torch import load_file
 
     from genarm.training.guided import load_with_adapter
-    from genarm.training.train_arm import encode_pairs, validate
+    from genarm.training.train_arm import encode_pairs, validation_margins
+    from genarm.training.validation import share_won
 
     pairs = _pairs(8, 1)
     reversed_pairs = [PreferencePair(p.prompt, p.rejected, p.chosen) for p in pairs]
@@ -104,15 +105,38 @@ def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
     assert not all(torch.equal(shipped[k], last[k]) for k in last)
     # The shipped adapter scores the validation pairs as the run reported.
     tok, model = load_with_adapter(cfg.base, cfg.out, name="default", bf16=False)
-    accuracy, loss = validate(
+    margins = validation_margins(
         model,
         encode_pairs(tok, reversed_pairs, cfg.max_length, cfg.max_response_length),
         0,
-        cfg,
+        cfg.batch_size,
         torch.autocast("cpu", enabled=False),
     )
-    assert accuracy == summary["best"]["accuracy"]
-    assert loss == pytest.approx(summary["best"]["loss"], rel=1e-4)
+    assert share_won(margins) == summary["best"]["accuracy"]
+    loss = -torch.nn.functional.logsigmoid(cfg.beta * torch.tensor(margins)).mean()
+    assert loss.item() == pytest.approx(summary["best"]["loss"], rel=1e-4)
+
+
+def test_validation_reports_accuracy_by_kind_of_pair(tiny_models, tmp_path):
+    """Stopping and keep-going pairs mixed: each evaluation has the accuracy per kind,
+    and the total is their pair-weighted mean (whole pairs alone have none)."""
+    messages = [[{"role": "user", "content": f"Say {i}."}] for i in range(6)]
+    stop = [PreferencePair(m, "It is.", "It is a", True, False) for m in messages[:4]]
+    keep = [PreferencePair(m, "It is a", "It is", False, True) for m in messages[4:]]
+    write_pairs(tmp_path / "val.jsonl", stop + keep)
+    write_pairs(tmp_path / "train.jsonl", _pairs(4, 1))
+    cfg = tiny_train_config(tmp_path, tiny_models, val_data=str(tmp_path / "val.jsonl"))
+    evaluation = train_arm(cfg, progress=False)["evaluations"][0]
+    by_kind = evaluation["by_kind"]
+    assert set(by_kind) == {"stop", "keep-going"}
+    mean = (4 * by_kind["stop"] + 2 * by_kind["keep-going"]) / 6
+    assert evaluation["accuracy"] == pytest.approx(mean)
+    assert (
+        train_arm(
+            tiny_train_config(tmp_path, tiny_models, val_fraction=0.5, restart=True), progress=False
+        )["evaluations"][0]["by_kind"]
+        is None
+    )
 
 
 def test_fraction_split_trains_on_the_rest(tiny_models, tmp_path):

@@ -28,6 +28,7 @@ from genarm.training.preference_data import (
     sample_pairs,
 )
 from genarm.training.train_arm import encode_pairs, length_sorted_batches, pair_logps
+from genarm.training.validation import accuracy_by_kind, share_won
 
 BASE = "base"
 # Prompt + reply and reply tokens that held-out pairs are cut to for an adapter
@@ -132,32 +133,6 @@ def preference_accuracy(
     """Fraction of pairs where Σ log π(chosen) > Σ log π(rejected) under ``component``
     (keyword arguments: those of ``preference_margins``)."""
     return share_won(preference_margins(model, tokenizer, pairs, component, **kwargs))
-
-
-def share_won(margins: list[float]) -> float:
-    """Fraction of pairs whose chosen reply wins (a tie does not); 0 for no pairs."""
-    return sum(margin > 0 for margin in margins) / max(1, len(margins))
-
-
-def pair_kind(pair: PreferencePair) -> str:
-    """Which decision a pair teaches: ``stop`` (the chosen reply ends where the
-    rejected one goes on, as make-preferences' stopping pairs), ``keep-going`` (the
-    reverse), or ``whole`` (two replies that both ended, or were both cut)."""
-    if pair.chosen_finished != pair.rejected_finished:
-        return "stop" if pair.chosen_finished else "keep-going"
-    return "whole"
-
-
-def accuracy_by_kind(pairs: list[PreferencePair], margins: list[float]) -> dict[str, float]:
-    """Share of pairs with a positive margin, over all of them (``all``) and per
-    ``pair_kind`` where the pairs are of more than one kind: a stopping ARM's total
-    hides a trade between ending at sentence ends and ending mid-sentence."""
-    kinds = [pair_kind(p) for p in pairs]
-    groups = {"all": margins}
-    if len(set(kinds)) > 1:
-        for kind in sorted(set(kinds)):
-            groups[kind] = [m for m, k in zip(margins, kinds, strict=True) if k == kind]
-    return {name: share_won(group) for name, group in groups.items()}
 
 
 def load_with_adapter(base: str, adapter: str, name: str = "arm", bf16: bool = True):

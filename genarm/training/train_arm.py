@@ -33,7 +33,13 @@ import torch
 import torch.nn.functional as F
 
 from genarm.training.preference_data import PreferencePair, load_pairs
-from genarm.training.validation import SELECT_BY, EarlyStopping, Evaluation, split_pairs
+from genarm.training.validation import (
+    SELECT_BY,
+    EarlyStopping,
+    Evaluation,
+    accuracy_by_kind,
+    split_pairs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -334,30 +340,37 @@ def encode_pairs(
 
 
 @torch.no_grad()
-def validate(
-    model, encoded: list[EncodedPair], pad_id: int, cfg: TrainConfig, autocast
-) -> tuple[float, float]:
-    """(pairwise accuracy, mean GenARM loss) of ``model`` on ``encoded`` pairs."""
+def validation_margins(
+    model, encoded: list[EncodedPair], pad_id: int, batch_size: int, autocast
+) -> list[float]:
+    """Σ log π(chosen) − Σ log π(rejected) of ``model`` per pair of ``encoded``, in its
+    order (batches of similar width: the validation pass is a few minutes on a CPU)."""
     was_training = model.training
     model.eval()
-    wins, loss_sum = 0, 0.0
-    for start in range(0, len(encoded), cfg.batch_size):
-        batch = encoded[start : start + cfg.batch_size]
-        with autocast:
-            chosen, rejected = pair_logps(model, batch, pad_id)
-        wins += int((chosen > rejected).sum())
-        loss_sum += float(genarm_loss(chosen, rejected, cfg.beta)) * len(batch)
+    margins = [0.0] * len(encoded)
+    widths = [max(len(chosen[0]), len(rejected[0])) for chosen, rejected in encoded]
+    with torch.no_grad():
+        for batch in length_sorted_batches(widths, batch_size):
+            with autocast:
+                chosen, rejected = pair_logps(model, [encoded[i] for i in batch], pad_id)
+            for i, margin in zip(batch, (chosen - rejected).float().tolist(), strict=True):
+                margins[i] = margin
     if was_training:
         model.train()
-    return wins / len(encoded), loss_sum / len(encoded)
+    return margins
 
 
 def _evaluate(model, tokenizer, val, encoded_val, pad_id, cfg, autocast, step, epoch):
     """One validation pass plus the fluency guard; logs a line per evaluation."""
     from genarm.training.fluency import fluency_report, perplexity_ratio
 
-    accuracy, loss = validate(model, encoded_val, pad_id, cfg, autocast)
-    evaluation = Evaluation(step=step, epoch=round(epoch, 3), accuracy=accuracy, loss=loss)
+    margins = validation_margins(model, encoded_val, pad_id, cfg.batch_size, autocast)
+    loss = float(genarm_loss(torch.tensor(margins), torch.zeros(len(margins)), cfg.beta))
+    by_kind = accuracy_by_kind(val, margins)
+    accuracy = by_kind.pop("all")
+    evaluation = Evaluation(
+        step=step, epoch=round(epoch, 3), accuracy=accuracy, loss=loss, by_kind=by_kind or None
+    )
     if cfg.fluency_prompts and cfg.fluency_weights:
         prompts = list({json.dumps(p.messages()): p.messages() for p in val}.values())
         report = fluency_report(
@@ -385,11 +398,13 @@ def _evaluate(model, tokenizer, val, encoded_val, pad_id, cfg, autocast, step, e
         f"{r['words']:.0f} words"
         for w, r in (evaluation.fluency or {}).items()
     )
+    kinds = "".join(f", {kind} {share:.3f}" for kind, share in by_kind.items())
     logger.info(
-        "Validation at step %d (epoch %.2f): accuracy %.3f, loss %.4f%s",
+        "Validation at step %d (epoch %.2f): accuracy %.3f%s, loss %.4f%s",
         step,
         epoch,
         accuracy,
+        kinds,
         loss,
         f"; {fluency}" if fluency else "",
     )

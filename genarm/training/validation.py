@@ -46,6 +46,32 @@ def split_pairs(
     return train, [p for p in pairs if _prompt_key(p) in held]
 
 
+def share_won(margins: list[float]) -> float:
+    """Fraction of pairs whose chosen reply wins (a tie does not); 0 for no pairs."""
+    return sum(margin > 0 for margin in margins) / max(1, len(margins))
+
+
+def pair_kind(pair: PreferencePair) -> str:
+    """Which decision a pair teaches: ``stop`` (the chosen reply ends where the
+    rejected one goes on, as make-preferences' stopping pairs), ``keep-going`` (the
+    reverse), or ``whole`` (two replies that both ended, or were both cut)."""
+    if pair.chosen_finished != pair.rejected_finished:
+        return "stop" if pair.chosen_finished else "keep-going"
+    return "whole"
+
+
+def accuracy_by_kind(pairs: list[PreferencePair], margins: list[float]) -> dict[str, float]:
+    """Share of pairs with a positive margin, over all of them (``all``) and per
+    ``pair_kind`` where the pairs are of more than one kind: a stopping ARM's total
+    hides a trade between ending at sentence ends and ending mid-sentence."""
+    kinds = [pair_kind(p) for p in pairs]
+    groups = {"all": margins}
+    if len(set(kinds)) > 1:
+        for kind in sorted(set(kinds)):
+            groups[kind] = [m for m, k in zip(margins, kinds, strict=True) if k == kind]
+    return {name: share_won(group) for name, group in groups.items()}
+
+
 @dataclass
 class Evaluation:
     """One validation pass: where in training, and how well it ranked the pairs."""
@@ -55,6 +81,7 @@ class Evaluation:
     accuracy: float
     loss: float
     eligible: bool = True  # False: the fluency guard rejected this state
+    by_kind: dict[str, float] | None = None  # accuracy per pair_kind, where pairs mix kinds
     fluency: dict | None = None
 
     def score(self, select_by: str = "accuracy") -> tuple[float, float]:
