@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -391,6 +392,11 @@ def test_time_budget_stops_and_saves(tiny_models, tmp_path):
     summary = train_arm(cfg, progress=False)
     assert summary["steps_done"] == 1 < summary["steps"]
     assert (tmp_path / "arm/adapter_model.safetensors").is_file()
+    # With validation pairs, the state the budget stopped at is validated (and kept).
+    validated = replace(cfg, out=str(tmp_path / "validated"), val_fraction=0.25, fluency_prompts=0)
+    summary = train_arm(validated, progress=False)
+    assert summary["steps_done"] == 1 < summary["steps"]
+    assert [e["step"] for e in summary["evaluations"]] == [1] and summary["best"]["step"] == 1
 
 
 def test_train_arm_cli_options():

@@ -510,8 +510,10 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
             acc=f"{sum(stats['accuracy'][recent]) / len(stats['accuracy'][recent]):.2f}",
         )
         bar.update(1)
-        evaluated = bool(encoded_val) and is_eval_step(
-            step, steps_per_epoch, total_steps, cfg.eval_every
+        out_of_time = cfg.max_minutes and time.monotonic() - started > 60 * cfg.max_minutes
+        # A run stopped by its time budget validates its last state too: it may be the best.
+        evaluated = bool(encoded_val) and (
+            is_eval_step(step, steps_per_epoch, total_steps, cfg.eval_every) or out_of_time
         )
         if evaluated:
             evaluation = _evaluate(
@@ -523,7 +525,6 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
             stats["evals"].append(asdict(evaluation))
             stats["early_stopping"] = stopper.state()
             stopped_early = stopper.should_stop and step < total_steps
-        out_of_time = cfg.max_minutes and time.monotonic() - started > 60 * cfg.max_minutes
         if evaluated or step % cfg.save_every == 0 or step == total_steps or out_of_time:
             _save_checkpoint(checkpoint, model, optimizer, step, stats)
         if stopped_early:
