@@ -49,12 +49,37 @@ def test_encode_masks_the_prompt_and_ends_the_reply(tiny_models):
     assert len(ids) <= 64 and ids[-1] == tok.eos_token_id
     assert tok.decode(ids[prompt_len:-1]) == "a short reply"
     long_ids, long_prompt = encode(tok, messages, "word " * 100, max_length=64, max_response=16)
-    assert len(long_ids) - long_prompt == 16
+    # A finished reply longer than the window did not end inside it: no end of turn there.
+    assert len(long_ids) - long_prompt == 16 and tok.eos_token_id not in long_ids[long_prompt:]
     # A reply cut off by a token limit never stopped: no end-of-turn token is scored.
     cut, cut_prompt = encode(tok, messages, "a short reply", 64, 16, finished=False)
     assert cut[cut_prompt:] == ids[prompt_len:-1] and cut[-1] != tok.eos_token_id
     cut_long, cut_long_prompt = encode(tok, messages, "word " * 100, 64, 16, finished=False)
     assert len(cut_long) - cut_long_prompt == 16 and cut_long[-1] != tok.eos_token_id
+
+
+def test_pairs_that_differ_past_the_window_are_left_out(tiny_models, tmp_path, caplog):
+    """A stopping pair whose sentence end lies past --max-response-length is the same
+    reply twice once cut (no end of turn is put where the reply did not end): the
+    encoder warns, training and validation leave it out, and a longer window keeps it."""
+    from transformers import AutoTokenizer
+
+    from genarm.training.train_arm import decided, drop_undecided, encode_pairs
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["base"])
+    prefix = "The cat sat on the mat. " * 6 + "It slept."
+    late = PreferencePair("Tell me.", prefix, prefix + " Then", True, False)
+    early = PreferencePair("Tell me.", "It slept.", "It slept. Then", True, False)
+    with caplog.at_level("WARNING"):
+        encoded = encode_pairs(tok, [late, early], max_length=128, max_response=16)
+    assert [decided(pair) for pair in encoded] == [False, True]
+    assert "1 of 2 pairs differ only after 16 reply tokens" in caplog.text
+    assert drop_undecided([late, early], encoded) == ([early], [encoded[1]])
+    assert all(map(decided, encode_pairs(tok, [late, early], max_length=256, max_response=128)))
+
+    write_pairs(tmp_path / "train.jsonl", [late, early] * 4 + synthetic_pairs(8))
+    cfg = tiny_train_config(tmp_path, tiny_models, max_response_length=16, val_fraction=0.0)
+    assert train_arm(cfg, progress=False)["pairs"] == 12
 
 
 def test_sequence_logps_sums_reply_tokens_only(tiny_models):

@@ -181,6 +181,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompts to use (the first ones); with --pairs, pairs to score "
         "(a random sample by --seed when the file has more)",
     )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        help="--pairs: prompt + reply tokens each pair is cut to (default: the adapter's "
+        "training --max-length)",
+    )
+    parser.add_argument(
+        "--max-response",
+        type=int,
+        help="--pairs: reply tokens each pair is cut to (default: the adapter's training "
+        "--max-response-length); pairs that differ only past it tie, and count as lost",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -196,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs:
         pairs = sample_pairs(load_pairs(args.pairs), args.limit, args.seed)
         lengths = training_lengths(args.adapter)
+        given = {"max_length": args.max_length, "max_response": args.max_response}
+        lengths.update({name: value for name, value in given.items() if value is not None})
         by_kind = {
             c: accuracy_by_kind(
                 pairs, preference_margins(model, tokenizer, pairs, c, **lengths, progress=True)

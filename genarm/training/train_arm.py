@@ -99,13 +99,15 @@ def encode(
     A finished reply ends with the end-of-turn token, so that the ARM also scores
     stopping; an unfinished one (cut off by a token limit) does not: it never
     stopped there. Long prompts lose their oldest tokens; long replies are cut
-    at max_response.
+    at max_response, and a finished reply cut there gets no end of turn either:
+    it did not end there (an end of turn put there taught a concise ARM to stop
+    mid-sentence, wherever a stopping pair's sentence end lay past the window).
     """
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     reply_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-    if finished:
-        reply_ids = reply_ids[: max_response - 1] + [tokenizer.eos_token_id]
+    if finished and len(reply_ids) < max_response:
+        reply_ids = reply_ids + [tokenizer.eos_token_id]
     else:
         reply_ids = reply_ids[:max_response]
     keep = max(8, max_length - len(reply_ids))
@@ -328,15 +330,40 @@ def encode_pairs(
     tokenizer, pairs: list[PreferencePair], max_length: int, max_response: int
 ) -> list[EncodedPair]:
     """Each pair's (chosen, rejected) as ``encode`` cuts them, each reply ended or not
-    as its pair says."""
+    as its pair says; warns about pairs that the cut makes the same (``decided``)."""
     lengths = (max_length, max_response)
-    return [
+    encoded = [
         (
             encode(tokenizer, p.messages(), p.chosen, *lengths, finished=p.chosen_finished),
             encode(tokenizer, p.messages(), p.rejected, *lengths, finished=p.rejected_finished),
         )
         for p in pairs
     ]
+    undecided = len(encoded) - sum(map(decided, encoded))
+    if undecided:
+        logger.warning(
+            "%d of %d pairs differ only after %d reply tokens: the same once cut, they teach "
+            "and score nothing (a longer --max-response-length keeps them)",
+            undecided,
+            len(encoded),
+            max_response,
+        )
+    return encoded
+
+
+def decided(pair: EncodedPair) -> bool:
+    """Whether a pair's two replies still differ once cut to the window."""
+    (chosen, _), (rejected, _) = pair
+    return chosen != rejected
+
+
+def drop_undecided(
+    pairs: list[PreferencePair], encoded: list[EncodedPair]
+) -> tuple[list[PreferencePair], list[EncodedPair]]:
+    """``pairs`` and ``encoded`` without the pairs the window cut to the same replies:
+    in training a constant loss, in validation a pair counted as lost."""
+    kept = [i for i, pair in enumerate(encoded) if decided(pair)]
+    return [pairs[i] for i in kept], [encoded[i] for i in kept]
 
 
 @torch.no_grad()
@@ -349,12 +376,11 @@ def validation_margins(
     model.eval()
     margins = [0.0] * len(encoded)
     widths = [max(len(chosen[0]), len(rejected[0])) for chosen, rejected in encoded]
-    with torch.no_grad():
-        for batch in length_sorted_batches(widths, batch_size):
-            with autocast:
-                chosen, rejected = pair_logps(model, [encoded[i] for i in batch], pad_id)
-            for i, margin in zip(batch, (chosen - rejected).float().tolist(), strict=True):
-                margins[i] = margin
+    for batch in length_sorted_batches(widths, batch_size):
+        with autocast:
+            chosen, rejected = pair_logps(model, [encoded[i] for i in batch], pad_id)
+        for i, margin in zip(batch, (chosen - rejected).float().tolist(), strict=True):
+            margins[i] = margin
     if was_training:
         model.train()
     return margins
@@ -448,10 +474,8 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
     )
     tokenizer, model = _load_model(cfg, device, bf16)
     lengths = (cfg.max_length, cfg.max_response_length)
-    encoded, encoded_val = (
-        encode_pairs(tokenizer, pairs, *lengths),
-        encode_pairs(tokenizer, val, *lengths),
-    )
+    pairs, encoded = drop_undecided(pairs, encode_pairs(tokenizer, pairs, *lengths))
+    val, encoded_val = drop_undecided(val, encode_pairs(tokenizer, val, *lengths))
     steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
