@@ -51,6 +51,9 @@ def test_encode_masks_the_prompt_and_ends_the_reply(tiny_models):
     long_ids, long_prompt = encode(tok, messages, "word " * 100, max_length=64, max_response=16)
     # A finished reply longer than the window did not end inside it: no end of turn there.
     assert len(long_ids) - long_prompt == 16 and tok.eos_token_id not in long_ids[long_prompt:]
+    # ... except for the judge, which reads its score at the end of turn and was trained so.
+    judged, judged_prompt = encode(tok, messages, "word " * 100, 64, 16, end_when_cut=True)
+    assert len(judged) - judged_prompt == 16 and judged[-1] == tok.eos_token_id
     # A reply cut off by a token limit never stopped: no end-of-turn token is scored.
     cut, cut_prompt = encode(tok, messages, "a short reply", 64, 16, finished=False)
     assert cut[cut_prompt:] == ids[prompt_len:-1] and cut[-1] != tok.eos_token_id

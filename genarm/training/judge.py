@@ -159,7 +159,14 @@ class Judge:
 
         cfg = self.cfg
         seqs = [
-            encode(self.tokenizer, as_messages(p), r, cfg.max_length, cfg.max_response_length)[0]
+            encode(
+                self.tokenizer,
+                as_messages(p),
+                r,
+                cfg.max_length,
+                cfg.max_response_length,
+                end_when_cut=True,
+            )[0]
             for p, r in items
         ]
         scores: list[float] = []
@@ -205,7 +212,14 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
     # Per pair: (chosen ids, its prompt length), (rejected ids, its prompt length).
     enc = [
         [
-            encode(tokenizer, p.messages(), r, cfg.max_length, cfg.max_response_length)
+            encode(
+                tokenizer,
+                p.messages(),
+                r,
+                cfg.max_length,
+                cfg.max_response_length,
+                end_when_cut=True,
+            )
             for r in (p.chosen, p.rejected)
         ]
         for p in pairs

@@ -92,7 +92,13 @@ def genarm_loss(
 
 
 def encode(
-    tokenizer, messages, response: str, max_length: int, max_response: int, finished: bool = True
+    tokenizer,
+    messages,
+    response: str,
+    max_length: int,
+    max_response: int,
+    finished: bool = True,
+    end_when_cut: bool = False,
 ):
     """(input ids, number of prompt tokens): prompt via the chat template, then the reply.
 
@@ -102,12 +108,14 @@ def encode(
     at max_response, and a finished reply cut there gets no end of turn either:
     it did not end there (an end of turn put there taught a concise ARM to stop
     mid-sentence, wherever a stopping pair's sentence end lay past the window).
+    ``end_when_cut``: end a finished reply cut at the window with end of turn anyway,
+    for the judge, which reads its score at that token and was trained so.
     """
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     reply_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-    if finished and len(reply_ids) < max_response:
-        reply_ids = reply_ids + [tokenizer.eos_token_id]
+    if finished and (len(reply_ids) < max_response or end_when_cut):
+        reply_ids = reply_ids[: max_response - 1] + [tokenizer.eos_token_id]
     else:
         reply_ids = reply_ids[:max_response]
     keep = max(8, max_length - len(reply_ids))
