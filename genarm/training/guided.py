@@ -12,6 +12,7 @@ log-probability than the rejected one (the quantity the GenARM loss trains).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -27,7 +28,7 @@ from genarm.training.preference_data import (
     load_pairs,
     sample_pairs,
 )
-from genarm.training.train_arm import encode_pairs, length_sorted_batches, pair_logps
+from genarm.training.train_arm import encode_pairs, validation_margins
 from genarm.training.validation import accuracy_by_kind, share_won
 
 BASE = "base"
@@ -115,16 +116,11 @@ def preference_margins(
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = encode_pairs(tokenizer, pairs, max_length, max_response)
-    widths = [max(len(chosen[0]), len(rejected[0])) for chosen, rejected in encoded]
-    margins = [0.0] * len(encoded)
     bar = tqdm(total=len(pairs), desc=f"accuracy: {component}", unit="pair", disable=not progress)
     with _component(model, component).active(), bar:
-        for batch in length_sorted_batches(widths, batch_size):
-            chosen, rejected = pair_logps(model, [encoded[i] for i in batch], pad_id)
-            for i, margin in zip(batch, (chosen - rejected).tolist(), strict=True):
-                margins[i] = margin
-            bar.update(len(batch))
-    return margins
+        return validation_margins(
+            model, encoded, pad_id, batch_size, contextlib.nullcontext(), on_batch=bar.update
+        )
 
 
 def preference_accuracy(

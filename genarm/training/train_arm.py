@@ -376,10 +376,11 @@ def drop_undecided(
 
 @torch.no_grad()
 def validation_margins(
-    model, encoded: list[EncodedPair], pad_id: int, batch_size: int, autocast
+    model, encoded: list[EncodedPair], pad_id: int, batch_size: int, autocast, on_batch=None
 ) -> list[float]:
     """Σ log π(chosen) − Σ log π(rejected) of ``model`` per pair of ``encoded``, in its
-    order (batches of similar width: the validation pass is a few minutes on a CPU)."""
+    order (batches of similar width: the validation pass is a few minutes on a CPU);
+    ``on_batch(n)`` after each batch of n pairs (a progress bar's update)."""
     was_training = model.training
     model.eval()
     margins = [0.0] * len(encoded)
@@ -389,6 +390,8 @@ def validation_margins(
             chosen, rejected = pair_logps(model, [encoded[i] for i in batch], pad_id)
         for i, margin in zip(batch, (chosen - rejected).float().tolist(), strict=True):
             margins[i] = margin
+        if on_batch is not None:
+            on_batch(len(batch))
     if was_training:
         model.train()
     return margins
