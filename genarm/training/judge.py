@@ -158,17 +158,7 @@ class Judge:
         from tqdm import tqdm
 
         cfg = self.cfg
-        seqs = [
-            encode(
-                self.tokenizer,
-                as_messages(p),
-                r,
-                cfg.max_length,
-                cfg.max_response_length,
-                end_when_cut=True,
-            )[0]
-            for p, r in items
-        ]
+        seqs = [encode_reply(self.tokenizer, as_messages(p), r, cfg)[0] for p, r in items]
         scores: list[float] = []
         starts = range(0, len(seqs), batch_size)
         for start in tqdm(starts, desc=desc, disable=desc is None):
@@ -188,6 +178,15 @@ class Judge:
             )
             wins += chosen > rejected
         return wins / max(1, len(pairs))
+
+
+def encode_reply(tokenizer, messages: Messages, reply: str, cfg: JudgeConfig):
+    """(input ids, number of prompt tokens) of a reply as the judge reads it, in training
+    and in scoring alike. A finished reply cut by the window still ends with end of turn:
+    the judge pools its score at that token and was trained so."""
+    return encode(
+        tokenizer, messages, reply, cfg.max_length, cfg.max_response_length, end_when_cut=True
+    )
 
 
 def reply_mask(attention_mask: torch.Tensor, prompt_lengths: list[int]) -> torch.Tensor:
@@ -211,17 +210,7 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
     pad_id = tokenizer.pad_token_id or 0
     # Per pair: (chosen ids, its prompt length), (rejected ids, its prompt length).
     enc = [
-        [
-            encode(
-                tokenizer,
-                p.messages(),
-                r,
-                cfg.max_length,
-                cfg.max_response_length,
-                end_when_cut=True,
-            )
-            for r in (p.chosen, p.rejected)
-        ]
+        [encode_reply(tokenizer, p.messages(), r, cfg) for r in (p.chosen, p.rejected)]
         for p in pairs
     ]
     params = [p for p in model.parameters() if p.requires_grad]
