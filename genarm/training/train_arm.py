@@ -26,6 +26,7 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -376,7 +377,12 @@ def drop_undecided(
 
 @torch.no_grad()
 def validation_margins(
-    model, encoded: list[EncodedPair], pad_id: int, batch_size: int, autocast, on_batch=None
+    model,
+    encoded: list[EncodedPair],
+    pad_id: int,
+    batch_size: int,
+    autocast,
+    on_batch: Callable[[int], object] | None = None,
 ) -> list[float]:
     """Σ log π(chosen) − Σ log π(rejected) of ``model`` per pair of ``encoded``, in its
     order (batches of similar width: the validation pass is a few minutes on a CPU);
