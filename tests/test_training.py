@@ -370,6 +370,12 @@ def test_trained_arm_prefers_chosen_replies(tiny_models, tmp_path):
     assert (result["max_length"], result["max_response"]) == (64, cfg.max_response_length)
     assert result["pairs"] == 8 and result["accuracy"]["arm"] == 1.0
     assert result["accuracy_by_kind"]["arm"] == {"all": 1.0}  # whole replies only
+    # A state inside the run's folder (OUT/checkpoint, OUT/best) has no summary of
+    # its own: it is cut as its run was, not to the defaults.
+    state = ["--adapter", str(Path(cfg.out, "checkpoint"))]
+    assert run(parser.parse_args([*command, *state, "--out", str(tmp_path / "acc.json")])) == 0
+    result = json.loads((tmp_path / "acc.json").read_text())
+    assert (result["max_length"], result["max_response"]) == (64, cfg.max_response_length)
     # An adapter without a training summary (trained elsewhere) is cut to the
     # defaults, and says so: the quality report prints the lengths of every ARM.
     from genarm.training.guided import DEFAULT_LENGTHS

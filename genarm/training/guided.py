@@ -28,7 +28,13 @@ from genarm.training.preference_data import (
     load_pairs,
     sample_pairs,
 )
-from genarm.training.train_arm import encode_pairs, validation_margins
+from genarm.training.train_arm import (
+    BEST,
+    CHECKPOINT,
+    SUMMARY,
+    encode_pairs,
+    validation_margins,
+)
 from genarm.training.validation import accuracy_by_kind, share_won
 
 BASE = "base"
@@ -146,11 +152,20 @@ def training_lengths(adapter: str) -> dict[str, int]:
     """The prompt and reply lengths an adapter was trained with (its
     ``training_summary.json``), so that held-out pairs are cut as its training pairs
     were; ``DEFAULT_LENGTHS`` for an adapter without one."""
-    summary = Path(adapter, "training_summary.json")
-    if not summary.is_file():
+    summary = _training_summary(Path(adapter))
+    if summary is None:
         return dict(DEFAULT_LENGTHS)
     config = json.loads(summary.read_text())["config"]
     return {"max_length": config["max_length"], "max_response": config["max_response_length"]}
+
+
+def _training_summary(adapter: Path) -> Path | None:
+    """The adapter's ``training_summary.json``; for a state inside a run's output
+    folder (``OUT/best``, ``OUT/checkpoint``), which has none of its own, the run's."""
+    folders = [adapter]
+    if adapter.name in (BEST, CHECKPOINT):
+        folders.append(adapter.parent)
+    return next((f / SUMMARY for f in folders if (f / SUMMARY).is_file()), None)
 
 
 def word_count(text: str) -> int:

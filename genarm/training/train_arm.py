@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
 BEST = "best"
+SUMMARY = "training_summary.json"  # the run's config and validations, beside its adapter
 
 
 @dataclass
@@ -584,7 +585,7 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
 
 
 def _finish(cfg, model, stats, stopper, step, total_steps, n_pairs, n_val, started) -> dict:
-    """Write the chosen adapter and ``training_summary.json``; return the summary."""
+    """Write the chosen adapter and the summary (``SUMMARY``); return the summary."""
     out = Path(cfg.out)
     best_dir = out / BEST
     if stopper.best is not None and (best_dir / "adapter_model.safetensors").is_file():
@@ -607,7 +608,7 @@ def _finish(cfg, model, stats, stopper, step, total_steps, n_pairs, n_val, start
         "best": asdict(stopper.best) if stopper.best else None,
         "stopped_early": stopper.should_stop and step < total_steps,
     }
-    (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 
