@@ -82,6 +82,14 @@ def test_everyday_summary_counts_distinct_answers_and_the_shortest():
     assert summary["all_distinct"] == 0 and summary["concise_max_shortest"] == 0
 
 
+def test_refusals_are_counted_by_their_opening():
+    assert quality.refuses("I'm sorry, I'm not equipped to provide a medical diagnosis.")
+    assert quality.refuses("i can't help with that, but here is a recipe.")
+    assert not quality.refuses("Sleep is a precious resource. Here are some tips.")
+    # A caveat deep in a long answer is not a refusal.
+    assert not quality.refuses("Brew at 93 C. " * 20 + "I'm sorry if that is too hot.")
+
+
 def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
     rng = random.Random(0)
     rows = []
@@ -115,9 +123,12 @@ def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
         "everyday_max_tokens": 48,
         "accuracy": {**accuracy, "judge": {"pairs": 10, "accuracy": 0.6}},
     }
+    rows[3]["instructions_refused"] = quality.mean_ci([1.0, 0.0, 0.0, 0.0])
     text = quality.markdown(report)
     assert text.count("\n| harmless=") == 25 and "Everyday questions" in text
     assert text.count(" | 25% | ") == 25  # the repeated-4-gram share of every setting
+    # The refusal share where measured (CI clamped to [0, 1]); older reports: a dash.
+    assert text.count(" | 25% [0%, 74%] |\n") == 1 and text.count(" | — |\n") == 24
     quality.plot(report, tmp_path / "q.png")
     assert (tmp_path / "q.png").stat().st_size > 10_000
     alone = [r for r in rows if min(r["weights"].values()) == 0]  # a --no-mixes run
