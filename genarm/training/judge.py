@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from genarm.training.preference_data import Messages, PreferencePair, as_messages, load_pairs
-from genarm.training.train_arm import encode
+from genarm.training.train_arm import SUMMARY, encode
 
 HEAD_FILE = "reward_head.safetensors"
 CONFIG_FILE = "judge_config.json"
@@ -262,7 +262,7 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
     if grm:
         summary["grm_weight"] = cfg.grm_weight
         summary["final_reply_nll"] = sum(nlls[-window:]) / window
-    (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -296,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         pairs = load_pairs(args.eval)[: args.eval_limit]
         summary["held_out_accuracy"] = judge.accuracy(pairs)
         summary["held_out_pairs"] = len(pairs)
-        (Path(cfg.out) / "training_summary.json").write_text(json.dumps(summary, indent=2))
+        (Path(cfg.out) / SUMMARY).write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return 0
 
