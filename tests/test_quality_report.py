@@ -82,14 +82,6 @@ def test_everyday_summary_counts_distinct_answers_and_the_shortest():
     assert summary["all_distinct"] == 0 and summary["concise_max_shortest"] == 0
 
 
-def test_refusals_are_counted_by_their_opening():
-    assert quality.refuses("I'm sorry, I'm not equipped to provide a medical diagnosis.")
-    assert quality.refuses("i can't help with that, but here is a recipe.")
-    assert not quality.refuses("Sleep is a precious resource. Here are some tips.")
-    # A caveat deep in a long answer is not a refusal.
-    assert not quality.refuses("Brew at 93 C. " * 20 + "I'm sorry if that is too hot.")
-
-
 def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
     rng = random.Random(0)
     rows = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from genarm.training.preference_data import (
     write_pairs,
 )
 from genarm.training.prompts import demo_prompts, split_prompts
+from genarm.training.refusals import REFUSAL_REPLIES, refusal_pairs, refuses
 from genarm.training.rewards import concise, enthusiastic
 from genarm.training.train_arm import TrainConfig, encode, genarm_loss, sequence_logps, train_arm
 
@@ -634,6 +636,53 @@ def test_make_preferences_pairs_saved_samples_under_the_holistic_rule(tiny_model
         score = dict(zip(texts, by_prompt[pair.prompt], strict=True))
         assert score[pair.rejected] - score[pair.chosen] <= 0.5
     assert not (out / "samples.jsonl").exists()  # nothing was sampled
+
+
+def test_refusals_are_counted_by_their_opening():
+    assert refuses("I'm sorry, I'm not equipped to provide a medical diagnosis.")
+    assert refuses("i can't help with that, but here is a recipe.")
+    assert not refuses("Sleep is a precious resource. Here are some tips.")
+    # A caveat deep in a long answer is not a refusal.
+    assert not refuses("Brew at 93 C. " * 20 + "I'm sorry if that is too hot.")
+    assert all(refuses(reply) for reply in REFUSAL_REPLIES)
+
+
+def test_refusal_pairs_prefer_an_answer_to_a_refusal():
+    samples = [
+        ("I'm sorry, I can't help with that.", True),
+        ("Grind fresh beans.", True),
+        ("", True),
+        ("Use water just off the boil", False),
+        ("Rinse the filter.", True),
+    ]
+    pairs = refusal_pairs("Coffee?", samples, 2, random.Random(0))
+    assert [(p.chosen, p.chosen_finished) for p in pairs] == [
+        ("Grind fresh beans.", True),
+        ("Use water just off the boil", False),
+    ]
+    assert all(p.rejected in REFUSAL_REPLIES and p.rejected_finished for p in pairs)
+    assert all(p.prompt == "Coffee?" for p in pairs)
+    # Seeded: the same draw again; a prompt the base declines gives no pair.
+    assert refusal_pairs("Coffee?", samples, 2, random.Random(0)) == pairs
+    assert refusal_pairs("Coffee?", samples[:1], 2, random.Random(0)) == []
+
+
+def test_make_preferences_writes_refusal_pairs_from_saved_samples(tiny_models, tmp_path):
+    from genarm.cli import main
+
+    groups = {
+        f"Question number {i}?": [["I'm sorry, I cannot.", True], ["yes", True], ["no", False]]
+        for i in range(3)
+    }
+    samples = write_samples(tmp_path / "samples.jsonl", groups)
+    out = tmp_path / "pairs"
+    command = ["make-preferences", "--base", str(tiny_models["base"]), "--out", str(out)]
+    assert main([*command, "--from-samples", str(samples), "--refusal-pairs", "1"]) == 0
+    pairs = load_pairs(out / "refusal.jsonl")
+    assert [p.prompt for p in pairs] == list(groups)
+    assert {p.chosen for p in pairs} == {"yes"}
+    assert all(refuses(p.rejected) for p in pairs)
+    assert not (out / "concise.jsonl").exists()  # no --reward: only the refusal pairs
 
 
 def test_sentence_ends_and_stopping_pairs():

@@ -31,6 +31,11 @@ ARM ended every reply at its first token at weight 1), so as many
 ``--keep-going-pairs`` per sample (by default) say the opposite inside a
 sentence: the same prefix going on with its next word (chosen) against the
 turn ending there (rejected).
+
+``--refusal-pairs N`` pairs up to N of a prompt's samples that do not refuse
+(chosen) with a refusal (rejected), into OUT/refusal.jsonl
+(``genarm.training.refusals``): benign pairs to mix into a harmlessness ARM's
+data, so that it learns to refuse what is harmful rather than to refuse.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import argparse
 import json
 import logging
 import math
+import random
 import re
 from pathlib import Path
 
@@ -51,6 +57,7 @@ from genarm.training.preference_data import (
     write_pairs,
 )
 from genarm.training.prompts import split_prompts
+from genarm.training.refusals import refusal_pairs
 from genarm.training.rewards import REWARDS
 
 logger = logging.getLogger(__name__)
@@ -301,6 +308,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--stopping-pairs: sentence ends after at least this many words",
     )
     pairing.add_argument(
+        "--refusal-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write OUT/refusal.jsonl: up to N samples per prompt that do not refuse "
+        "(chosen), each against a refusal (rejected); benign pairs for a harmlessness ARM",
+    )
+    pairing.add_argument(
         "--chosen-must-finish",
         action="store_true",
         help="never choose a reply that was cut off by --max-tokens",
@@ -332,11 +347,20 @@ def _samples(args: argparse.Namespace, out: Path) -> tuple[list[str | Messages],
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not args.reward and not args.reward_model:
-        raise SystemExit("make-preferences: give --reward, --reward-model or both")
+    if not args.reward and not args.reward_model and not args.refusal_pairs:
+        raise SystemExit("make-preferences: give --reward, --reward-model, --refusal-pairs")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     prompts, samples = _samples(args, out)
+    if args.refusal_pairs:
+        rng = random.Random(args.seed)
+        pairs = [
+            pair
+            for prompt, group in zip(prompts, samples, strict=True)
+            for pair in refusal_pairs(prompt, group, args.refusal_pairs, rng)
+        ]
+        count = write_pairs(out / "refusal.jsonl", pairs)
+        print(f"refusal: {count} answer-over-refusal pairs from {len(prompts)} prompts")
     texts = [[text for text, _ in group] for group in samples]
     holistic = None
     if args.holistic_judge:
