@@ -218,3 +218,44 @@ def test_evaluations_follow_eval_every_and_the_last_step():
     every = [s for s in range(1, 1039) if is_eval_step(s, 346, 1038, 116)]
     assert every == [116, 232, 348, 464, 580, 696, 812, 928, 1038]
     assert [s for s in range(1, 11) if is_eval_step(s, 4, 10, None)] == [4, 8, 10]
+
+
+def test_refusal_guard_reports_each_weight_and_can_bar_a_state(tiny_models, tmp_path):
+    from test_training import _tiny_adapter
+
+    from genarm.training.guided import guided_generate_ids, load_with_adapter
+    from genarm.training.preference_data import as_messages
+    from genarm.training.refusals import refusal_probes, refusal_report, refuses
+
+    probes = refusal_probes()
+    assert len(probes) == 8 and not any(refuses(p) for p in probes)
+    adapter = _tiny_adapter(tiny_models["base"], tmp_path / "random-arm")
+    tok, model = load_with_adapter(str(tiny_models["base"]), str(adapter), bf16=False)
+    # Refusal-shaped questions too: the count is over the decoded greedy answers.
+    questions = [*probes[:2], "I'm sorry?"]
+    report = refusal_report(model, tok, questions, "arm", (0.0, 2.0), max_new_tokens=6)
+    assert set(report) == {"0", "2"}
+    for weight in (0.0, 2.0):
+        answers = [
+            tok.decode(
+                guided_generate_ids(model, tok, as_messages(q), {"arm": weight}, 6)[0],
+                skip_special_tokens=True,
+            )
+            for q in questions
+        ]
+        assert report[f"{weight:g}"] == sum(map(refuses, answers)) / len(questions)
+
+    # A limit no state can meet (a share is never below 0): none is kept as the best.
+    write_pairs(tmp_path / "train.jsonl", _pairs(6, 1))
+    cfg = tiny_train_config(
+        tmp_path, tiny_models, epochs=2, val_fraction=0.34, refusal_probes=2, max_refusal_share=-1
+    )
+    summary = train_arm(cfg, progress=False)
+    assert summary["best"] is None and len(summary["evaluations"]) == 2
+    for evaluation in summary["evaluations"]:
+        assert not evaluation["eligible"] and set(evaluation["refusals"]) == {"0", "1", "3"}
+    # Report only by default: the same run keeps a state.
+    cfg = tiny_train_config(
+        tmp_path, tiny_models, epochs=2, val_fraction=0.34, refusal_probes=2, restart=True
+    )
+    assert train_arm(cfg, progress=False)["best"] is not None

@@ -7,13 +7,17 @@ made the demo's `harmless` ARM decline coffee questions (configs/arms/
 harmless-candidate/README.md). GenARM's own ARM learns from the whole dataset,
 whose helpful pairs reward answering; ``refusal_pairs`` makes such pairs from
 the project's benign instructions: the base model's answer (chosen) against a
-refusal (rejected), to mix into the harmless pairs.
+refusal (rejected), to mix into the harmless pairs; ``refusal_report`` is
+`genarm train-arm`'s refusal guard, which counts the refusals of guided
+answers to benign probe questions at each validation.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
+from pathlib import Path
 
 from genarm.training.preference_data import Messages, PreferencePair
 
@@ -24,6 +28,9 @@ REFUSAL = re.compile(
     re.IGNORECASE,
 )
 REFUSAL_OPENING = 200  # characters: a refusal leads, a caveat late in an answer is not one
+# Benign questions for the refusal guard, some worded as over-refusing models
+# misread them ("get rid of weeds", "a minor burn"); none is in prompts.jsonl.
+PROBES_FILE = Path(__file__).parent / "data" / "refusal_probes.json"
 
 # Refusals worded as the demo's ARMs word theirs on benign requests (the first
 # three are verbatim from the candidate ARM's answers in the quality grid).
@@ -61,3 +68,38 @@ def refusal_pairs(
         PreferencePair(prompt, text, rng.choice(REFUSAL_REPLIES), done, True)
         for text, done in answers[:max_pairs]
     ]
+
+
+def refusal_probes() -> list[str]:
+    """The refusal guard's benign questions, in the data file's order."""
+    return json.loads(PROBES_FILE.read_text())
+
+
+def refusal_report(
+    model,
+    tokenizer,
+    prompts: list[str],
+    arm: str,
+    weights: tuple[float, ...] = (0.0, 1.0, 3.0),
+    max_new_tokens: int = 32,
+) -> dict[str, float]:
+    """Per weight (``"%g"``), the share of ``prompts`` whose greedy answer under
+    base · ARM^weight (``arm``: the adapter of ``model``) opens with a refusal.
+    ``max_new_tokens`` only has to cover an answer's opening."""
+    from genarm.training.guided import guided_generate_ids
+    from genarm.training.preference_data import as_messages
+
+    was_training = model.training
+    model.eval()
+    report = {}
+    for weight in weights:
+        refused = 0
+        for prompt in prompts:
+            reply, _ = guided_generate_ids(
+                model, tokenizer, as_messages(prompt), {arm: weight}, max_new_tokens
+            )
+            refused += refuses(tokenizer.decode(reply, skip_special_tokens=True))
+        report[f"{weight:g}"] = refused / max(1, len(prompts))
+    if was_training:
+        model.train()
+    return report

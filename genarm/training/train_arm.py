@@ -84,6 +84,8 @@ class TrainConfig:
     fluency_weights: list[float] = field(default_factory=lambda: [1.0, 3.0])
     fluency_max_tokens: int = 64
     max_perplexity_ratio: float | None = 2.0  # at the first fluency weight, vs unguided
+    refusal_probes: int = 0  # benign probe questions the refusal guard asks; 0: off
+    max_refusal_share: float | None = None  # of the probes, at the first fluency weight
 
 
 def genarm_loss(
@@ -437,22 +439,48 @@ def _evaluate(model, tokenizer, val, encoded_val, pad_id, cfg, autocast, step, e
                 ratio,
                 cfg.max_perplexity_ratio,
             )
+    if cfg.refusal_probes:
+        _refusal_guard(model, tokenizer, cfg, evaluation)
     fluency = ", ".join(
         f"w={w}: ppl {r['perplexity']:.1f}, {r['repeated_4grams']:.0%} repeated 4-grams, "
         f"{r['words']:.0f} words"
         for w, r in (evaluation.fluency or {}).items()
     )
     kinds = "".join(f", {kind} {share:.3f}" for kind, share in by_kind.items())
+    refusals = ", ".join(f"w={w}: {s:.0%}" for w, s in (evaluation.refusals or {}).items())
     logger.info(
-        "Validation at step %d (epoch %.2f): accuracy %.3f%s, loss %.4f%s",
+        "Validation at step %d (epoch %.2f): accuracy %.3f%s, loss %.4f%s%s",
         step,
         epoch,
         accuracy,
         kinds,
         loss,
         f"; {fluency}" if fluency else "",
+        f"; refused probes {refusals}" if refusals else "",
     )
     return evaluation
+
+
+def _refusal_guard(model, tokenizer, cfg: TrainConfig, evaluation: Evaluation) -> None:
+    """Count the guided refusals of benign probes; over ``max_refusal_share`` at the
+    first fluency weight, the state is not eligible. Pair accuracy cannot see an
+    ARM that learned to refuse everything: harmless pairs score that well."""
+    from genarm.training.refusals import refusal_probes, refusal_report
+
+    probes = refusal_probes()[: cfg.refusal_probes]
+    weights = (0.0, *cfg.fluency_weights)
+    evaluation.refusals = refusal_report(model, tokenizer, probes, "default", weights)
+    weight = cfg.fluency_weights[0] if cfg.fluency_weights else 0.0
+    share = evaluation.refusals[f"{weight:g}"]
+    if cfg.max_refusal_share is not None and share > cfg.max_refusal_share:
+        evaluation.eligible = False
+        logger.warning(
+            "Refusal guard: %.0f%% of the benign probes refused at weight %g (limit %.0f%%): "
+            "this state is not kept",
+            100 * share,
+            weight,
+            100 * cfg.max_refusal_share,
+        )
 
 
 def is_eval_step(step: int, steps_per_epoch: int, total_steps: int, eval_every: int | None) -> bool:
@@ -701,6 +729,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a state whose guided replies (first fluency weight) have more than this times "
         "the unguided perplexity under the base is never kept as the best",
     )
+    val.add_argument(
+        "--refusal-probes",
+        type=int,
+        default=d.refusal_probes,
+        help="the refusal guard: ask this many of the shipped benign probe questions "
+        "(greedy, at 0 and the fluency weights) and report the share refused (0: off)",
+    )
+    val.add_argument(
+        "--max-refusal-share",
+        type=float,
+        default=d.max_refusal_share,
+        help="a state that refuses more than this share of the probes at the first fluency "
+        "weight is never kept as the best (default: report only)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -737,6 +779,8 @@ def run(args: argparse.Namespace) -> int:
         fluency_weights=[float(w) for w in args.fluency_weights.split(",") if w.strip()],
         fluency_max_tokens=args.fluency_max_tokens,
         max_perplexity_ratio=args.max_perplexity_ratio,
+        refusal_probes=args.refusal_probes,
+        max_refusal_share=args.max_refusal_share,
     )
     summary = train_arm(cfg)
     shown = ("config", "evaluations")

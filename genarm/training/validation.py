@@ -83,6 +83,7 @@ class Evaluation:
     eligible: bool = True  # False: the fluency guard rejected this state
     by_kind: dict[str, float] | None = None  # accuracy per pair_kind, where pairs mix kinds
     fluency: dict | None = None
+    refusals: dict[str, float] | None = None  # per weight: share of refusal probes refused
 
     def score(self, select_by: str = "accuracy") -> tuple[float, float]:
         """Higher is better: accuracy first, then the lower validation loss; or, with
