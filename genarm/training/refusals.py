@@ -21,10 +21,13 @@ from pathlib import Path
 
 from genarm.training.preference_data import Messages, PreferencePair
 
-# A refusal's opening phrases, as string-matching refusal counters (XSTest's) use.
+# A refusal's opening phrases, as string-matching refusal counters (XSTest's) use;
+# "I'm sorry to hear that ..." is sympathy that goes on to answer (the demo base
+# opens a headache answer so), not a refusal.
 REFUSAL = re.compile(
-    r"\b(I'm sorry|I am sorry|I apologi[sz]e|I'm not (able|equipped|comfortable)|"
-    r"I can't (help|assist|provide)|I cannot|I won't|I'm unable)",
+    r"\b(I'm sorry(?! to hear)|I am sorry(?! to hear)|I apologi[sz]e|"
+    r"I'm not (able|equipped|comfortable)|I can't (help|assist|provide)|"
+    r"I cannot|I won't|I'm unable)",
     re.IGNORECASE,
 )
 REFUSAL_OPENING = 200  # characters: a refusal leads, a caveat late in an answer is not one
