@@ -22,7 +22,7 @@ import torch
 from genarm.reference import Adapter
 from genarm.training.guided import guided_generate_ids, prompt_ids
 from genarm.training.preference_data import Messages
-from genarm.training.train_arm import length_sorted_batches, sequence_logps
+from genarm.training.train_arm import evaluating, length_sorted_batches, sequence_logps
 
 
 @torch.no_grad()
@@ -87,29 +87,32 @@ def fluency_report(
 
     ``arm`` names the adapter of ``model`` to guide with.
     """
-    was_training = model.training
-    model.eval()
     report = {}
-    for weight in weights:
-        nll, tokens, words, finished, replies = 0.0, 0, [], 0, []
-        for index, messages in enumerate(prompts):
-            reply, done = guided_generate_ids(
-                model, tokenizer, messages, {arm: weight}, max_new_tokens, temperature, seed + index
-            )
-            if reply:
-                nll += base_nll(model, tokenizer, messages, reply)
-                tokens += len(reply)
-            words.append(len(tokenizer.decode(reply, skip_special_tokens=True).split()))
-            finished += done
-            replies.append(reply)
-        report[f"{weight:g}"] = {
-            "perplexity": math.exp(nll / tokens) if tokens else float("nan"),
-            "repeated_4grams": repetition_rate(replies),
-            "words": statistics.fmean(words) if words else 0.0,
-            "finished": finished / max(1, len(prompts)),
-        }
-    if was_training:
-        model.train()
+    with evaluating(model):
+        for weight in weights:
+            nll, tokens, words, finished, replies = 0.0, 0, [], 0, []
+            for index, messages in enumerate(prompts):
+                reply, done = guided_generate_ids(
+                    model,
+                    tokenizer,
+                    messages,
+                    {arm: weight},
+                    max_new_tokens,
+                    temperature,
+                    seed + index,
+                )
+                if reply:
+                    nll += base_nll(model, tokenizer, messages, reply)
+                    tokens += len(reply)
+                words.append(len(tokenizer.decode(reply, skip_special_tokens=True).split()))
+                finished += done
+                replies.append(reply)
+            report[f"{weight:g}"] = {
+                "perplexity": math.exp(nll / tokens) if tokens else float("nan"),
+                "repeated_4grams": repetition_rate(replies),
+                "words": statistics.fmean(words) if words else 0.0,
+                "finished": finished / max(1, len(prompts)),
+            }
     return report
 
 

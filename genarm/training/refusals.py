@@ -91,18 +91,16 @@ def refusal_report(
     ``max_new_tokens`` only has to cover an answer's opening."""
     from genarm.training.guided import guided_generate_ids
     from genarm.training.preference_data import as_messages
+    from genarm.training.train_arm import evaluating
 
-    was_training = model.training
-    model.eval()
     report = {}
-    for weight in weights:
-        refused = 0
-        for prompt in prompts:
-            reply, _ = guided_generate_ids(
-                model, tokenizer, as_messages(prompt), {arm: weight}, max_new_tokens
-            )
-            refused += refuses(tokenizer.decode(reply, skip_special_tokens=True))
-        report[f"{weight:g}"] = refused / max(1, len(prompts))
-    if was_training:
-        model.train()
+    with evaluating(model):
+        for weight in weights:
+            refused = 0
+            for prompt in prompts:
+                reply, _ = guided_generate_ids(
+                    model, tokenizer, as_messages(prompt), {arm: weight}, max_new_tokens
+                )
+                refused += refuses(tokenizer.decode(reply, skip_special_tokens=True))
+            report[f"{weight:g}"] = refused / max(1, len(prompts))
     return report

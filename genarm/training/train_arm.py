@@ -20,13 +20,14 @@ without a better one stop the run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -378,6 +379,19 @@ def drop_undecided(
     return [pairs[i] for i in kept], [encoded[i] for i in kept]
 
 
+@contextlib.contextmanager
+def evaluating(model) -> Iterator[None]:
+    """``model`` in eval mode inside the block (no dropout in a validation or a
+    guard's samples), back in training mode after it if it was there before."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
 @torch.no_grad()
 def validation_margins(
     model,
@@ -390,19 +404,16 @@ def validation_margins(
     """Σ log π(chosen) − Σ log π(rejected) of ``model`` per pair of ``encoded``, in its
     order (batches of similar width: the validation pass is a few minutes on a CPU);
     ``on_batch(n)`` after each batch of n pairs (a progress bar's update)."""
-    was_training = model.training
-    model.eval()
     margins = [0.0] * len(encoded)
     widths = [max(len(chosen[0]), len(rejected[0])) for chosen, rejected in encoded]
-    for batch in length_sorted_batches(widths, batch_size):
-        with autocast:
-            chosen, rejected = pair_logps(model, [encoded[i] for i in batch], pad_id)
-        for i, margin in zip(batch, (chosen - rejected).float().tolist(), strict=True):
-            margins[i] = margin
-        if on_batch is not None:
-            on_batch(len(batch))
-    if was_training:
-        model.train()
+    with evaluating(model):
+        for batch in length_sorted_batches(widths, batch_size):
+            with autocast:
+                chosen, rejected = pair_logps(model, [encoded[i] for i in batch], pad_id)
+            for i, margin in zip(batch, (chosen - rejected).float().tolist(), strict=True):
+                margins[i] = margin
+            if on_batch is not None:
+                on_batch(len(batch))
     return margins
 
 

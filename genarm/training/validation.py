@@ -80,7 +80,7 @@ class Evaluation:
     epoch: float
     accuracy: float
     loss: float
-    eligible: bool = True  # False: the fluency guard rejected this state
+    eligible: bool = True  # False: the fluency or refusal guard rejected this state
     by_kind: dict[str, float] | None = None  # accuracy per pair_kind, where pairs mix kinds
     fluency: dict | None = None
     refusals: dict[str, float] | None = None  # per weight: share of refusal probes refused
