@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -259,3 +260,33 @@ def test_refusal_guard_reports_each_weight_and_can_bar_a_state(tiny_models, tmp_
         tmp_path, tiny_models, epochs=2, val_fraction=0.34, refusal_probes=2, restart=True
     )
     assert train_arm(cfg, progress=False)["best"] is not None
+
+
+def test_init_adapter_starts_from_its_weights_and_shape(tiny_models, tmp_path):
+    """--init-adapter: a run with lr 0 ships the starting adapter's weights unchanged,
+    and its summary records the adapter's shape, not the CLI's. Without it the same
+    run ships a fresh LoRA (B = 0)."""
+    from safetensors.torch import load_file
+    from test_training import _tiny_adapter
+
+    write_pairs(tmp_path / "train.jsonl", _pairs(4, 2))
+    write_pairs(tmp_path / "val.jsonl", _pairs(3, 1))
+    start = _tiny_adapter(tiny_models["base"], tmp_path / "start")  # r=4 on q, v
+    val = str(tmp_path / "val.jsonl")
+    cfg = tiny_train_config(tmp_path, tiny_models, lr=0.0, rank=2, val_data=val)
+    summary = train_arm(replace(cfg, init_adapter=str(start)), progress=False)
+    assert summary["config"]["rank"] == 4
+    assert summary["config"]["target_modules"] == ["q_proj", "v_proj"]
+    shipped = load_file(tmp_path / "arm" / "adapter_model.safetensors")
+    started = load_file(start / "adapter_model.safetensors")
+    assert shipped.keys() == started.keys()
+    assert all(torch.equal(shipped[k], started[k]) for k in started)
+    fresh = train_arm(replace(cfg, out=str(tmp_path / "fresh")), progress=False)
+    assert fresh["config"]["rank"] == 2
+    fresh_b = [v for k, v in load_file(tmp_path / "fresh" / "adapter_model.safetensors").items()
+               if "lora_B" in k]  # fmt: skip
+    assert fresh_b and all(not b.any() for b in fresh_b)
+    # The start's LoRA moves the scores: the two runs validate differently.
+    assert summary["evaluations"][0]["loss"] != fresh["evaluations"][0]["loss"]
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        train_arm(replace(cfg, init_adapter=str(tmp_path)), progress=False)

@@ -28,7 +28,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -73,6 +73,7 @@ class TrainConfig:
     bf16: bool | None = None  # None: bf16 where the device computes it natively
     save_every: int = 50
     resume: str | None = None  # checkpoint folder; default: OUT/checkpoint when present
+    init_adapter: str | None = None  # start from this adapter's weights (fresh optimizer)
     restart: bool = False  # ignore an existing checkpoint
     max_minutes: float | None = None  # stop (and save) once this much wall time is spent
     val_data: str | None = None  # validation pairs; default: val_fraction of the data's prompts
@@ -302,7 +303,7 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
 
 
 def _load_model(cfg: TrainConfig, device: torch.device, bf16: bool):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.base)
@@ -312,7 +313,35 @@ def _load_model(cfg: TrainConfig, device: torch.device, bf16: bool):
         r=cfg.rank, lora_alpha=cfg.alpha, target_modules=cfg.target_modules, lora_dropout=0.0
     )
     # peft keeps the adapter weights in float32 (autocast_adapter_dtype) on a bf16 base.
-    return tokenizer, get_peft_model(model, lora)
+    model = get_peft_model(model, lora)
+    if cfg.init_adapter:
+        set_peft_model_state_dict(model, _adapter_weights(cfg.init_adapter))
+    return tokenizer, model
+
+
+def _adapter_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(Path(folder) / "adapter_model.safetensors")
+
+
+def with_init_adapter_shape(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with the LoRA rank, alpha and target modules of ``cfg.init_adapter``.
+
+    A run that goes on from an adapter trains that adapter's shape, whatever
+    --rank/--alpha/--target-modules say, and its summary records that shape.
+    """
+    if not cfg.init_adapter:
+        return cfg
+    path = Path(cfg.init_adapter) / "adapter_config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--init-adapter: no PEFT adapter (adapter_config.json) in {path.parent}"
+        )
+    lora = json.loads(path.read_text())
+    return replace(
+        cfg, rank=lora["r"], alpha=lora["lora_alpha"], target_modules=sorted(lora["target_modules"])
+    )
 
 
 def _save_checkpoint(path: Path, model, optimizer, step: int, stats: dict) -> None:
@@ -511,11 +540,11 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
     stays in ``OUT/best``); without, the last one.
     """
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
     from tqdm import tqdm
 
     from genarm.hardware import training_device
 
+    cfg = with_init_adapter_shape(cfg)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -544,7 +573,7 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         raise FileNotFoundError(f"no training checkpoint (state.pt) in {source}")
     if (source / "state.pt").is_file() and not cfg.restart:
         state = torch.load(source / "state.pt", weights_only=False)
-        set_peft_model_state_dict(model, load_file(source / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model, _adapter_weights(source))
         optimizer.load_state_dict(state["optimizer"])
         step, stats = state["step"], {**stats, **state["stats"]}
         logger.info("Resuming from %s at step %d/%d", source, step, total_steps)
@@ -695,6 +724,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", help="checkpoint folder to resume from (default: OUT/checkpoint)"
     )
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    parser.add_argument(
+        "--init-adapter",
+        help="start from this trained adapter's weights (and its rank, alpha and target "
+        "modules) with a fresh optimizer and schedule: go on training an ARM on new data",
+    )
     parser.add_argument("--max-minutes", type=float, help="stop and save after this wall time")
     val = parser.add_argument_group("validation, early stopping and the fluency guard")
     val.add_argument("--val-data", help="validation pairs (default: --val-fraction of the data)")
@@ -778,6 +812,7 @@ def run(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         save_every=args.save_every,
         resume=args.resume,
+        init_adapter=args.init_adapter,
         restart=args.restart,
         max_minutes=args.max_minutes,
         val_data=args.val_data,
