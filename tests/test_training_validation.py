@@ -290,3 +290,23 @@ def test_init_adapter_starts_from_its_weights_and_shape(tiny_models, tmp_path):
     assert summary["evaluations"][0]["loss"] != fresh["evaluations"][0]["loss"]
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         train_arm(replace(cfg, init_adapter=str(tmp_path)), progress=False)
+
+
+def test_init_adapter_takes_a_regex_of_target_modules(tiny_models, tmp_path):
+    """PEFT saves target modules given as a regex as that string: the run uses it as is."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["base"], dtype=torch.float32)
+    lora = LoraConfig(r=2, target_modules=r".*\.(k_proj|o_proj)", init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(tmp_path / "start")
+    write_pairs(tmp_path / "train.jsonl", _pairs(4, 1))
+    cfg = tiny_train_config(tmp_path, tiny_models, lr=0.0, val_fraction=0.0)
+    summary = train_arm(replace(cfg, init_adapter=str(tmp_path / "start")), progress=False)
+    assert summary["config"]["target_modules"] == r".*\.(k_proj|o_proj)"
+    shipped = load_file(tmp_path / "arm" / "adapter_model.safetensors")
+    started = load_file(tmp_path / "start" / "adapter_model.safetensors")
+    assert shipped.keys() == started.keys() and any("k_proj" in k for k in shipped)
+    assert all(torch.equal(shipped[k], started[k]) for k in started)

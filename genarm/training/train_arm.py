@@ -57,7 +57,7 @@ class TrainConfig:
     base: str
     rank: int = 8
     alpha: int = 16
-    target_modules: list[str] = field(
+    target_modules: list[str] | str = field(  # a str: PEFT's regex or "all-linear"
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
     beta: float = 0.05
@@ -339,9 +339,10 @@ def with_init_adapter_shape(cfg: TrainConfig) -> TrainConfig:
             f"--init-adapter: no PEFT adapter (adapter_config.json) in {path.parent}"
         )
     lora = json.loads(path.read_text())
-    return replace(
-        cfg, rank=lora["r"], alpha=lora["lora_alpha"], target_modules=sorted(lora["target_modules"])
-    )
+    modules = lora["target_modules"]
+    # PEFT also stores a string: a regex or "all-linear", which LoraConfig takes as is.
+    modules = modules if isinstance(modules, str) else sorted(modules)
+    return replace(cfg, rank=lora["r"], alpha=lora["lora_alpha"], target_modules=modules)
 
 
 def _save_checkpoint(path: Path, model, optimizer, step: int, stats: dict) -> None:
