@@ -290,6 +290,13 @@ def test_init_adapter_starts_from_its_weights_and_shape(tiny_models, tmp_path):
     assert summary["evaluations"][0]["loss"] != fresh["evaluations"][0]["loss"]
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         train_arm(replace(cfg, init_adapter=str(tmp_path)), progress=False)
+    # Weights named for modules this base lacks: an error, not a silent fresh start.
+    from safetensors.torch import save_file
+
+    save_file({k.replace("layers", "blocks"): v for k, v in started.items()},
+              start / "adapter_model.safetensors")  # fmt: skip
+    with pytest.raises(ValueError, match="match no module"):
+        train_arm(replace(cfg, init_adapter=str(start), restart=True), progress=False)
 
 
 def test_init_adapter_takes_a_regex_of_target_modules(tiny_models, tmp_path):

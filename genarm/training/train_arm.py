@@ -315,7 +315,15 @@ def _load_model(cfg: TrainConfig, device: torch.device, bf16: bool):
     # peft keeps the adapter weights in float32 (autocast_adapter_dtype) on a bf16 base.
     model = get_peft_model(model, lora)
     if cfg.init_adapter:
-        set_peft_model_state_dict(model, _adapter_weights(cfg.init_adapter))
+        loaded = set_peft_model_state_dict(model, _adapter_weights(cfg.init_adapter))
+        # Non-strict: weights named for another base would be dropped without a word,
+        # and the run would train a fresh LoRA instead of the one asked for.
+        if loaded.unexpected_keys:
+            raise ValueError(
+                f"--init-adapter {cfg.init_adapter}: {len(loaded.unexpected_keys)} of its "
+                f"weights match no module of {cfg.base} (e.g. {loaded.unexpected_keys[0]}); "
+                "was it trained on another base model?"
+            )
     return tokenizer, model
 
 
