@@ -312,14 +312,16 @@ def test_hierarchical_rule_keeps_only_pairs_the_holistic_judge_does_not_mind():
     assert [(p.chosen, p.rejected) for p in strict] == [("short and good", "long and rambling")]
 
 
-def _tiny_adapter(base, path, seed: int = 0):
-    """A PEFT adapter with random (non-zero) LoRA weights, saved at ``path``."""
+def _tiny_adapter(base, path, seed: int = 0, rank: int = 4, target_modules=("q_proj", "v_proj")):
+    """A PEFT adapter with random (non-zero) LoRA weights, saved at ``path``;
+    ``target_modules`` a sequence of names or PEFT's regex string."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    modules = target_modules if isinstance(target_modules, str) else list(target_modules)
+    lora = LoraConfig(r=rank, target_modules=modules, init_lora_weights=False)
     get_peft_model(model, lora).save_pretrained(path)
     return path
 

@@ -301,14 +301,12 @@ def test_init_adapter_starts_from_its_weights_and_shape(tiny_models, tmp_path):
 
 def test_init_adapter_takes_a_regex_of_target_modules(tiny_models, tmp_path):
     """PEFT saves target modules given as a regex as that string: the run uses it as is."""
-    from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
+    from test_training import _tiny_adapter
 
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_models["base"], dtype=torch.float32)
-    lora = LoraConfig(r=2, target_modules=r".*\.(k_proj|o_proj)", init_lora_weights=False)
-    get_peft_model(model, lora).save_pretrained(tmp_path / "start")
+    _tiny_adapter(
+        tiny_models["base"], tmp_path / "start", rank=2, target_modules=r".*\.(k_proj|o_proj)"
+    )
     write_pairs(tmp_path / "train.jsonl", _pairs(4, 1))
     cfg = tiny_train_config(tmp_path, tiny_models, lr=0.0, val_fraction=0.0)
     summary = train_arm(replace(cfg, init_adapter=str(tmp_path / "start")), progress=False)
