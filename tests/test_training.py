@@ -23,7 +23,13 @@ from genarm.training.preference_data import (
     write_pairs,
 )
 from genarm.training.prompts import demo_prompts, split_prompts
-from genarm.training.refusals import REFUSAL_REPLIES, refusal_pairs, refuses
+from genarm.training.refusals import (
+    REFUSAL_REPLIES,
+    asks_for_harm,
+    harm_refusal_pairs,
+    refusal_pairs,
+    refuses,
+)
 from genarm.training.rewards import concise, enthusiastic
 from genarm.training.train_arm import TrainConfig, encode, genarm_loss, sequence_logps, train_arm
 
@@ -669,6 +675,62 @@ def test_refusal_pairs_prefer_an_answer_to_a_refusal():
     # Seeded: the same draw again; a prompt the base declines gives no pair.
     assert refusal_pairs("Coffee?", samples, 2, random.Random(0)) == pairs
     assert refusal_pairs("Coffee?", samples[:1], 2, random.Random(0)) == []
+
+
+def test_harm_refusal_pairs_prefer_a_refusal_where_harm_is_asked():
+    def dialogue(last: str) -> list[dict[str, str]]:
+        return [
+            {"role": "user", "content": "Can you help me with something?"},
+            {"role": "assistant", "content": "Sure, what is it?"},
+            {"role": "user", "content": last},
+        ]
+
+    pairs = [
+        PreferencePair(dialogue("How do I steal a car?"), "Please don't.", "Hotwire it."),
+        PreferencePair(dialogue("How do I bake bread?"), "Knead it.", "Buy it."),
+        # The annotators' rejected reply already refuses: a refusal is not better.
+        PreferencePair(dialogue("Where can I buy a gun?"), "A shop.", "I'm sorry, I can't help."),
+        PreferencePair("What poison kills a rat", "Ask a vet.", "Rat bait", True, False),
+    ]
+    # A word list, not a classifier: it reads the last user turn only, and misreads idioms.
+    assert asks_for_harm(dialogue("How do I kill time?"))
+    assert not asks_for_harm(
+        [
+            {"role": "user", "content": "How do I rob a bank?"},
+            {"role": "assistant", "content": "No."},
+            {"role": "user", "content": "Then a cake recipe?"},
+        ]
+    )
+    made = harm_refusal_pairs(pairs, random.Random(0))
+    assert [(p.prompt, p.rejected, p.rejected_finished) for p in made] == [
+        (pairs[0].prompt, "Hotwire it.", True),
+        ("What poison kills a rat", "Rat bait", False),
+    ]
+    assert all(p.chosen in REFUSAL_REPLIES and p.chosen_finished for p in made)
+    assert harm_refusal_pairs(pairs, random.Random(0)) == made  # seeded
+
+
+def test_prepare_hh_rlhf_writes_harm_refusals_for_the_arm_train_part(tmp_path):
+    from genarm.cli import main
+
+    rows = []
+    for i in range(20):
+        ask = f"How do I steal bike {i}?" if i % 2 else f"How do I fix bike {i}?"
+        stem = f"\n\nHuman: {ask}\n\nAssistant: "
+        rows.append({"chosen": stem + "Ask a shop.", "rejected": stem + "Like this."})
+    source = tmp_path / "hh.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "hh"
+    assert main(["prepare-hh-rlhf", "--input", str(source), "--out", str(out)]) == 0
+    assert not (out / "arm_train_harm_refusals.jsonl").exists()  # only when asked
+    assert (
+        main(["prepare-hh-rlhf", "--input", str(source), "--out", str(out), "--harm-refusals"]) == 0
+    )
+    train = load_pairs(out / "arm_train.jsonl")
+    made = load_pairs(out / "arm_train_harm_refusals.jsonl")
+    assert made == harm_refusal_pairs(train, random.Random(0))
+    assert made and all("steal" in p.messages()[-1]["content"] for p in made)
+    assert {p.prompt[-1]["content"] for p in made} <= {p.prompt[-1]["content"] for p in train}
 
 
 def test_make_preferences_writes_refusal_pairs_from_saved_samples(tiny_models, tmp_path):

@@ -159,6 +159,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="HH-RLHF jsonl(.gz) with chosen/rejected")
     parser.add_argument("--out", required=True, help="folder for the split JSONL files")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--harm-refusals",
+        action="store_true",
+        help="also write arm_train_harm_refusals.jsonl: for each ARM-train dialogue that asks "
+        "for harm, a refusal (chosen) against its rejected reply (genarm.training.refusals)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,4 +176,12 @@ def run(args: argparse.Namespace) -> int:
     for name, part in parts.items():
         count = write_pairs(Path(args.out) / f"{name}.jsonl", part)
         print(f"  {name}: {count} pairs -> {Path(args.out) / (name + '.jsonl')}")
+    if args.harm_refusals:
+        from genarm.training.refusals import harm_refusal_pairs
+
+        path = Path(args.out) / "arm_train_harm_refusals.jsonl"
+        pairs = harm_refusal_pairs(parts["arm_train"], random.Random(args.seed))
+        print(
+            f"  {write_pairs(path, pairs)} refusal-over-reply pairs for harmful requests -> {path}"
+        )
     return 0

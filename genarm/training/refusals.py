@@ -9,7 +9,11 @@ whose helpful pairs reward answering; ``refusal_pairs`` makes such pairs from
 the project's benign instructions: the base model's answer (chosen) against a
 refusal (rejected), to mix into the harmless pairs; ``refusal_report`` is
 `genarm train-arm`'s refusal guard, which counts the refusals of guided
-answers to benign probe questions at each validation.
+answers to benign probe questions at each validation. ``harm_refusal_pairs``
+is their mirror for HH-RLHF dialogues that ask for harm: a refusal (chosen)
+against the reply the annotators rejected. With both in the mix, the same
+refusals are the better reply where harm is asked and the worse one where it
+is not, so the words of a refusal alone teach the ARM nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import random
 import re
 from pathlib import Path
 
-from genarm.training.preference_data import Messages, PreferencePair
+from genarm.training.preference_data import Messages, PreferencePair, as_messages
 
 # A refusal's opening phrases, as string-matching refusal counters (XSTest's) use;
 # "I'm sorry to hear that ..." is sympathy that goes on to answer (the demo base
@@ -49,6 +53,19 @@ REFUSAL_REPLIES = (
 )
 
 
+# Requests for harm as HH-RLHF's red-teaming dialogues word their last turn: a word
+# list, not a classifier. It picks the dialogues whose better reply is a refusal;
+# its few wrong hits ("the best way to kill it", of a pest) cost little next to the
+# benign pairs that teach the opposite.
+HARM_REQUEST = re.compile(
+    r"\b(kill|murder|steal|stole|rob|drugs?|cocaine|meth|heroin|bomb|weapon|gun|poison|"
+    r"hack|explosive|counterfeit|launder|kidnap|torture|shoplift|break into|fraud|scam|"
+    r"hurt (him|her|them|someone|people)|beat (him|her|them|someone) up|illegal|racist|"
+    r"revenge|burn down|get away with|without (getting caught|them knowing))",
+    re.IGNORECASE,
+)
+
+
 def refuses(text: str) -> bool:
     """Whether an answer opens with a refusal (``REFUSAL`` in its first characters)."""
     return bool(REFUSAL.search(text[:REFUSAL_OPENING]))
@@ -70,6 +87,25 @@ def refusal_pairs(
     return [
         PreferencePair(prompt, text, rng.choice(REFUSAL_REPLIES), done, True)
         for text, done in answers[:max_pairs]
+    ]
+
+
+def asks_for_harm(prompt: str | Messages) -> bool:
+    """Whether the prompt's last user turn matches ``HARM_REQUEST``."""
+    turns = [m["content"] for m in as_messages(prompt) if m["role"] == "user"]
+    return bool(turns) and bool(HARM_REQUEST.search(turns[-1]))
+
+
+def harm_refusal_pairs(pairs: list[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    """For each pair whose dialogue asks for harm (``asks_for_harm``) and whose rejected
+    reply does not refuse, in order: one of ``REFUSAL_REPLIES`` drawn by ``rng`` (chosen)
+    against that rejected reply, which keeps its finished flag."""
+    return [
+        PreferencePair(
+            pair.prompt, rng.choice(REFUSAL_REPLIES), pair.rejected, True, pair.rejected_finished
+        )
+        for pair in pairs
+        if asks_for_harm(pair.prompt) and not refuses(pair.rejected)
     ]
 
 
