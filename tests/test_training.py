@@ -854,6 +854,43 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
     assert len(keep_going) < len(kept) < len(written)
 
 
+def test_graded_stopping_pairs_prefer_stopping_more_the_more_was_said(tiny_models, tmp_path):
+    """--stop-graded: each sentence end gives one pair, "stop" with probability
+    σ((words - CENTER) / SCALE) and "go on one word" otherwise; seeded."""
+    from genarm.cli import main
+    from genarm.training.make_preferences import says_stop
+
+    rng = random.Random(0)
+
+    def share(words: int) -> float:
+        return sum(says_stop(words, 20, 4, rng) for _ in range(2000)) / 2000
+
+    assert share(8) < 0.1 and 0.45 < share(20) < 0.55 and share(32) > 0.9
+    text = " ".join(f"Sentence {i} has five words." for i in range(12)) + " And"
+    samples = write_samples(tmp_path / "samples.jsonl", {"Q?": [[text, False]] * 4})
+
+    def pairs(out: str, *graded: str) -> list[PreferencePair]:
+        command = ["make-preferences", "--base", str(tiny_models["base"]), "--reward"]
+        command += ["concise", "--out", str(tmp_path / out), "--from-samples", str(samples)]
+        command += ["--stopping-pairs", "12", "--stop-min-words", "1", "--keep-going-pairs", "0"]
+        assert main([*command, *graded]) == 0
+        return load_pairs(tmp_path / out / "concise.jsonl")
+
+    plain = pairs("plain")
+    assert len(plain) == 48 and all(p.chosen_finished for p in plain)
+    assert pairs("always", "--stop-graded=-1000,1") == plain
+    graded = pairs("graded", "--stop-graded", "30,5")
+    assert graded == pairs("again", "--stop-graded", "30,5")
+    stop = [len(p.chosen.split()) for p in graded if p.chosen_finished]
+    go_on = [len(p.rejected.split()) for p in graded if not p.chosen_finished]
+    # Each sentence end once, either way round; stopping drawn mostly at the late ones.
+    assert sorted(stop + go_on) == sorted(len(p.chosen.split()) for p in plain)
+    assert stop and go_on and sum(stop) / len(stop) > sum(go_on) / len(go_on) + 10
+    for pair in graded:
+        if not pair.chosen_finished:
+            assert pair.chosen.startswith(pair.rejected + " ") and pair.rejected_finished
+
+
 def test_export_judge_scores_as_the_judge(tiny_models, tmp_path):
     """export-judge: the HF sequence-classification folder, fed the conversation
     as the server feeds a reward model (its chat template, the reply as the

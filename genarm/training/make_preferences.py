@@ -32,6 +32,16 @@ ARM ended every reply at its first token at weight 1), so as many
 sentence: the same prefix going on with its next word (chosen) against the
 turn ending there (rejected).
 
+Such pairs say "stop" with the same strength at every sentence end past
+``--stop-min-words``, so the ARM has no reason to prefer one end to another and
+its slider saturates: a low weight already stops at the first end. With
+``--stop-graded CENTER,SCALE`` each sentence end's pair says "stop" only with
+probability σ((words − CENTER) / SCALE), and "go on one word" otherwise. In
+expectation over that draw, GenARM's logistic loss is the soft-label loss whose
+optimum puts the ARM's stop-vs-go log-odds at logit(p) / β_r: a preference for
+stopping that grows with what has been said, so that a low weight stops late and
+only a high one early.
+
 ``--refusal-pairs N`` pairs up to N of a prompt's samples that do not refuse
 (chosen) with a refusal (rejected), into OUT/refusal.jsonl
 (``genarm.training.refusals``): benign pairs to mix into a harmlessness ARM's
@@ -164,6 +174,12 @@ def keep_going_pair(prompt: str | Messages, text: str, at: int) -> PreferencePai
     """``text`` going on one word past ``at`` (chosen) vs the turn ending at ``at`` (rejected)."""
     stopped = stopping_pair(prompt, text, at)
     return PreferencePair(prompt, stopped.rejected, stopped.chosen, False, True)
+
+
+def says_stop(words: int, center: float, scale: float, rng: random.Random) -> bool:
+    """``--stop-graded``: whether the pair at a sentence end after ``words`` words says
+    "stop" (else "go on"), with probability σ((words − center) / scale)."""
+    return rng.random() < 1 / (1 + math.exp(-(words - center) / scale))
 
 
 def stopping_candidates(
@@ -306,6 +322,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=20,
         help="--stopping-pairs: sentence ends after at least this many words",
+    )
+    pairing.add_argument(
+        "--stop-graded",
+        type=_graded,
+        metavar="CENTER,SCALE",
+        help="--stopping-pairs: a sentence end's pair says stop with probability "
+        "σ((words - CENTER) / SCALE) and go on otherwise, so that stopping is preferred "
+        "more the more has been said (lower --stop-min-words to reach the early ends)",
     )
     pairing.add_argument(
         "--refusal-pairs",
@@ -471,15 +495,40 @@ def _weight_args(text: str | None) -> dict[str, float]:
         raise SystemExit(f"--objective-weights wants name=weight,... got {text!r}") from None
 
 
+def _graded(text: str) -> tuple[float, float]:
+    try:
+        center, scale = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants CENTER,SCALE in words, got {text!r}") from None
+    if scale <= 0:
+        raise argparse.ArgumentTypeError(f"SCALE must be positive, got {scale:g}")
+    return center, scale
+
+
 def _stopping_pairs(
     args: argparse.Namespace,
     prompts: list[str | Messages],
     texts: list[list[str]],
     holistic: list[list[float]] | None,
 ) -> list[PreferencePair]:
-    """``--stopping-pairs``: the candidates, kept by the judge's rule when there is
-    one, then the ``--keep-going-pairs`` (a cut inside a sentence is never complete)."""
+    """``--stopping-pairs``: the candidates that say stop, kept by the judge's rule when
+    there is one; then those that ``--stop-graded`` drew to say go on, and the
+    ``--keep-going-pairs`` (a cut inside a sentence is never complete)."""
     candidates = stopping_candidates(prompts, texts, args.stopping_pairs, args.stop_min_words)
+    go_on = []
+    if args.stop_graded:
+        rng = random.Random(args.seed)
+        stop = [
+            says_stop(len(texts[p][s][:end].split()), *args.stop_graded, rng)
+            for p, s, end in candidates
+        ]
+        go_on = [
+            keep_going_pair(prompts[p], texts[p][s], end)
+            for (p, s, end), yes in zip(candidates, stop, strict=True)
+            if not yes
+        ]
+        candidates = [c for c, yes in zip(candidates, stop, strict=True) if yes]
+        print(f"stopping pairs: {len(go_on)} sentence ends drawn to say go on")
     pairs = [stopping_pair(prompts[p], texts[p][s], end) for p, s, end in candidates]
     if holistic is not None:
         stopped = holistic_scores(
@@ -499,5 +548,5 @@ def _stopping_pairs(
         for text in group
         for at in spread(mid_sentence_breaks(text), per_sample)
     ]
-    print(f"stopping pairs: {len(pairs)}, keep-going pairs: {len(keep_going)}")
-    return pairs + keep_going
+    print(f"stopping pairs: {len(pairs)}, keep-going pairs: {len(go_on) + len(keep_going)}")
+    return pairs + go_on + keep_going
