@@ -505,6 +505,24 @@ def _graded(text: str) -> tuple[float, float]:
     return center, scale
 
 
+def _graded_draw(
+    args: argparse.Namespace,
+    prompts: list[str | Messages],
+    texts: list[list[str]],
+    candidates: list[tuple[int, int, int]],
+) -> tuple[list[tuple[int, int, int]], list[PreferencePair]]:
+    """``--stop-graded``: the candidates drawn to say stop, and the go-on pairs of the
+    others (one draw per candidate, in order, seeded by ``--seed``)."""
+    rng = random.Random(args.seed)
+    stop, go_on = [], []
+    for p, s, end in candidates:
+        if says_stop(len(texts[p][s][:end].split()), *args.stop_graded, rng):
+            stop.append((p, s, end))
+        else:
+            go_on.append(keep_going_pair(prompts[p], texts[p][s], end))
+    return stop, go_on
+
+
 def _stopping_pairs(
     args: argparse.Namespace,
     prompts: list[str | Messages],
@@ -517,17 +535,7 @@ def _stopping_pairs(
     candidates = stopping_candidates(prompts, texts, args.stopping_pairs, args.stop_min_words)
     go_on = []
     if args.stop_graded:
-        rng = random.Random(args.seed)
-        stop = [
-            says_stop(len(texts[p][s][:end].split()), *args.stop_graded, rng)
-            for p, s, end in candidates
-        ]
-        go_on = [
-            keep_going_pair(prompts[p], texts[p][s], end)
-            for (p, s, end), yes in zip(candidates, stop, strict=True)
-            if not yes
-        ]
-        candidates = [c for c, yes in zip(candidates, stop, strict=True) if yes]
+        candidates, go_on = _graded_draw(args, prompts, texts, candidates)
         print(f"stopping pairs: {len(go_on)} sentence ends drawn to say go on")
     pairs = [stopping_pair(prompts[p], texts[p][s], end) for p, s, end in candidates]
     if holistic is not None:
