@@ -1067,7 +1067,8 @@ def test_stop_anchor_is_the_end_of_turn_raise_inside_sentences(tiny_models, tmp_
 def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
     """--kl-anchor: the added term is the mean over reply tokens of KL(π_base ‖ π_ARM)
     (over the tokens other than the stop token when one is given), computed here
-    independently from two plain HF models; and an anchored run trains and saves."""
+    independently from two plain HF models, over every token with ``kl_anchor_stop``;
+    and an anchored run trains and saves."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -1085,6 +1086,9 @@ def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
         anchored, _, _ = pair_loss(arm, batch, pad_id=0, beta=0.5, kl_anchor=2.0)
         stop = 3  # the anchor leaves out the stop token: both sides renormalised without it
         anchored_stop, _, _ = pair_loss(arm, batch, 0, 0.5, kl_anchor=2.0, stop_id=stop)
+        held_stop, _, _ = pair_loss(  # --kl-anchor-stop: the stop token anchored too
+            arm, batch, 0, 0.5, kl_anchor=2.0, stop_id=stop, kl_anchor_stop=True
+        )
         kls, kls_stop = [], []
         for ids, prompt_len in [c for c, _ in batch] + [r for _, r in batch]:
             base_logits = base(torch.tensor([ids])).logits[0]
@@ -1099,12 +1103,15 @@ def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
     expected_kl = sum(kls) / len(kls)
     assert expected_kl > 1e-4  # the random adapter does move the distribution
     assert (anchored - plain).item() == pytest.approx(2.0 * expected_kl, rel=1e-4)
+    assert (held_stop - plain).item() == pytest.approx(2.0 * expected_kl, rel=1e-4)
     expected_kl_stop = sum(kls_stop) / len(kls_stop)
     assert abs(expected_kl_stop - expected_kl) > 1e-4  # leaving the stop token out matters
     assert (anchored_stop - plain).item() == pytest.approx(2.0 * expected_kl_stop, abs=2e-5)
 
     write_pairs(tmp_path / "train.jsonl", synthetic_pairs(8))
-    cfg = tiny_train_config(tmp_path, tiny_models, kl_anchor=1.0, val_fraction=0.0)
+    cfg = tiny_train_config(
+        tmp_path, tiny_models, kl_anchor=1.0, kl_anchor_stop=True, val_fraction=0.0
+    )
     summary = train_arm(cfg, progress=False)
-    assert summary["config"]["kl_anchor"] == 1.0 and math.isfinite(summary["final_loss"])
+    assert summary["config"]["kl_anchor_stop"] and math.isfinite(summary["final_loss"])
     assert (tmp_path / "arm" / "adapter_model.safetensors").is_file()

@@ -62,6 +62,7 @@ class TrainConfig:
     )
     beta: float = 0.05
     kl_anchor: float = 0.0  # weight of KL(base || ARM) per reply token; 0: off
+    kl_anchor_stop: bool = False  # the anchor holds the end-of-turn choice too
     stop_anchor: float = 0.0  # weight of the end-of-turn raise mid-sentence; 0: off
     lr: float = 5e-4
     epochs: int = 1
@@ -265,18 +266,21 @@ def pair_loss(
     stop_id: int | None = None,
     stop_anchor: float = 0.0,
     inside: torch.Tensor | None = None,
+    kl_anchor_stop: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, Σ log π(chosen), Σ log π(rejected)): GenARM's loss, plus ``kl_anchor`` x
     the mean KL(π_base ‖ π_ARM) over the replies' tokens (the choice among tokens
-    other than ``stop_id``: see ``kl_from_base``), plus ``stop_anchor`` x how far the
-    ARM raises end of turn inside sentences (``inside``: ``mid_sentence_tokens``; see
-    ``stop_raised_mid_sentence``).
+    other than ``stop_id``: see ``kl_from_base``; all tokens with ``kl_anchor_stop``),
+    plus ``stop_anchor`` x how far the ARM raises end of turn inside sentences
+    (``inside``: ``mid_sentence_tokens``; see ``stop_raised_mid_sentence``).
 
     Why the anchor: GenARM's loss sees only where a pair's two replies differ (a
     shared prefix cancels out), so nothing holds the ARM to the base anywhere
     else, and LoRA drifts there too; guidance at weight α raises that drift to
     the power α (at α = 3, greedy answers that repeat themselves). The anchor
-    keeps the ARM the base wherever the pairs do not disagree.
+    keeps the ARM the base wherever the pairs do not disagree. An ARM whose objective
+    is not length holds the stop token too (``kl_anchor_stop``): left free, it drifts
+    there as well, and guided answers stop finishing.
     """
     sequences = [c for c, _ in batch] + [r for _, r in batch]
     logits, targets, rows = reply_logits(model, sequences, pad_id)
@@ -286,7 +290,8 @@ def pair_loss(
     if kl_anchor or stop_anchor:
         base_logits = base_reply_logits(model, sequences, pad_id)
     if kl_anchor:
-        loss = loss + kl_anchor * kl_from_base(base_logits, logits, stop_id)
+        held_out = None if kl_anchor_stop else stop_id
+        loss = loss + kl_anchor * kl_from_base(base_logits, logits, held_out)
     if stop_anchor:
         if stop_id is None or inside is None:
             raise ValueError("stop_anchor needs stop_id and the mid-sentence tokens (inside)")
@@ -613,7 +618,7 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
         with autocast:
             loss, chosen, rejected = pair_loss(
                 model, batch, pad_id, cfg.beta, cfg.kl_anchor, tokenizer.eos_token_id,
-                cfg.stop_anchor, inside,
+                cfg.stop_anchor, inside, cfg.kl_anchor_stop,
             )  # fmt: skip
         optimizer.zero_grad()
         loss.backward()
@@ -705,6 +710,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="weight of KL(base || ARM) per reply token (over the tokens other than end of "
         "turn) added to the loss: keeps the ARM's choice of words the base's wherever the "
         "pairs do not disagree, so that guidance changes only what they teach (0: off)",
+    )
+    parser.add_argument(
+        "--kl-anchor-stop",
+        action="store_true",
+        help="the anchor holds end of turn too (KL over every token): for an ARM whose "
+        "objective is not length, so that guided answers finish as the base's do",
     )
     parser.add_argument(
         "--stop-anchor",
@@ -810,6 +821,7 @@ def run(args: argparse.Namespace) -> int:
         target_modules=[m.strip() for m in args.target_modules.split(",") if m.strip()],
         beta=args.beta,
         kl_anchor=args.kl_anchor,
+        kl_anchor_stop=args.kl_anchor_stop,
         stop_anchor=args.stop_anchor,
         lr=args.lr,
         epochs=args.epochs,
