@@ -1113,5 +1113,6 @@ def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
         tmp_path, tiny_models, kl_anchor=1.0, kl_anchor_stop=True, val_fraction=0.0
     )
     summary = train_arm(cfg, progress=False)
-    assert summary["config"]["kl_anchor_stop"] and math.isfinite(summary["final_loss"])
+    assert summary["config"]["kl_anchor"] == 1.0 and summary["config"]["kl_anchor_stop"]
+    assert math.isfinite(summary["final_loss"])
     assert (tmp_path / "arm" / "adapter_model.safetensors").is_file()

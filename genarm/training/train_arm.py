@@ -290,8 +290,8 @@ def pair_loss(
     if kl_anchor or stop_anchor:
         base_logits = base_reply_logits(model, sequences, pad_id)
     if kl_anchor:
-        held_out = None if kl_anchor_stop else stop_id
-        loss = loss + kl_anchor * kl_from_base(base_logits, logits, held_out)
+        left_out = None if kl_anchor_stop else stop_id
+        loss = loss + kl_anchor * kl_from_base(base_logits, logits, left_out)
     if stop_anchor:
         if stop_id is None or inside is None:
             raise ValueError("stop_anchor needs stop_id and the mid-sentence tokens (inside)")
