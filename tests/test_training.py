@@ -1112,6 +1112,10 @@ def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
     cfg = tiny_train_config(
         tmp_path, tiny_models, kl_anchor=1.0, kl_anchor_stop=True, val_fraction=0.0
     )
+    unanchored = tiny_train_config(tmp_path, tiny_models, kl_anchor_stop=True)
+    with pytest.raises(ValueError, match="needs --kl-anchor"):  # the flag alone does nothing
+        train_arm(unanchored, progress=False)
+    assert not (tmp_path / "arm").exists()
     summary = train_arm(cfg, progress=False)
     assert summary["config"]["kl_anchor"] == 1.0 and summary["config"]["kl_anchor_stop"]
     assert math.isfinite(summary["final_loss"])

@@ -558,6 +558,9 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
 
     from genarm.hardware import training_device
 
+    if cfg.kl_anchor_stop and not cfg.kl_anchor:
+        # Without an anchor there is nothing for the flag to extend: say so, not run unanchored.
+        raise ValueError("--kl-anchor-stop extends the KL anchor: it needs --kl-anchor λ > 0")
     cfg = with_init_adapter_shape(cfg)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
