@@ -973,6 +973,31 @@ def test_make_preferences_labels_samples_with_a_reward_model(tiny_reward_models,
         main([*command, "--objective-weights", "nope=1"])
 
 
+def test_reward_model_outputs_batched_as_one_at_a_time(tiny_reward_models):
+    """make-preferences --reward-model scores its samples in batches (right padding,
+    sorted by length): each output as the sequence scored alone, in the input's
+    order; a batch holding the model's pad token inside a sequence goes one at a
+    time, as HF would otherwise pool that token."""
+    from transformers import AutoModelForSequenceClassification
+
+    from genarm.training.make_preferences import head_outputs
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_reward_models["three"])
+    model.eval()
+    pad = model.config.pad_token_id
+    assert pad is not None
+    rng = random.Random(0)
+    tokens = [t for t in range(model.config.vocab_size) if t != pad]
+    sequences = [rng.choices(tokens, k=rng.randint(2, 40)) for _ in range(11)]
+    sequences[4] = [*sequences[4][:3], pad, *sequences[4][3:]]
+    expected = []
+    for ids in sequences:
+        with torch.no_grad():
+            expected.append(model(torch.tensor([ids])).logits[0].tolist())
+    got = head_outputs(model, sequences, batch_size=4)
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), atol=1e-4, rtol=0)
+
+
 def test_grm_regulariser_is_the_reply_text_loss(tiny_models, tmp_path):
     """--grm-weight: the regulariser is the chosen reply's mean token NLL under the
     base's LM head on the judge's own hidden states (equal to the base model's at

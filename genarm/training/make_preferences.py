@@ -453,7 +453,6 @@ def reward_model_scores(
     chat template) and combined as it combines objectives (the weights given as
     ``name=w,...`` over the defaults: the mean)."""
     import torch
-    from tqdm import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from genarm.config import RewardModelConfig
@@ -471,19 +470,52 @@ def reward_model_scores(
     tokenizer = AutoTokenizer.from_pretrained(rm.model)
     model = AutoModelForSequenceClassification.from_pretrained(rm.model, dtype=torch.float32)
     model.eval()
-    scores = []
-    # A few minutes for hundreds of prompts on a CPU: show it.
-    for prompt, texts in tqdm(groups, desc=f"scoring by {Path(path).name}", unit="prompt"):
-        row = []
-        for text in texts:
-            # One at a time: HF pools the last non-pad token, and many chat models pad
-            # with a token their conversations contain.
-            ids = conversation_ids(tokenizer, as_messages(prompt), text)
-            with torch.no_grad():
-                outputs = model(torch.tensor([ids])).logits[0].tolist()
-            row.append(sum(weights[o] * v for o, v in zip(objectives, outputs, strict=True)))
-        scores.append(row)
-    return scores
+    sequences = [
+        conversation_ids(tokenizer, as_messages(prompt), text)
+        for prompt, texts in groups
+        for text in texts
+    ]
+    raw = head_outputs(model, sequences, desc=f"scoring by {Path(path).name}")
+    combined = iter(
+        [sum(weights[o] * v for o, v in zip(objectives, row, strict=True)) for row in raw]
+    )
+    return [[next(combined) for _ in texts] for _, texts in groups]
+
+
+def head_outputs(model, sequences: list[list[int]], batch_size: int = 8, desc: str = "") -> list:
+    """An HF sequence-classification model's outputs for each token sequence, the
+    same as one at a time: batched by length with right padding where the model's
+    pad token occurs in none of the batch's sequences (HF pools each row's last
+    non-pad token, and many chat models pad with a token their conversations
+    contain), one at a time otherwise."""
+    from tqdm import tqdm
+
+    pad = model.config.get_text_config().pad_token_id
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    outputs: list = [None] * len(sequences)
+    # Minutes for thousands of samples on a CPU: show it.
+    with tqdm(total=len(sequences), desc=desc, unit="reply", disable=not desc) as bar:
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = [sequences[i] for i in rows]
+            if pad is None or any(pad in ids for ids in batch):
+                logits = [_forward(model, [ids], pad)[0] for ids in batch]
+            else:
+                logits = _forward(model, batch, pad)
+            for i, row in zip(rows, logits, strict=True):
+                outputs[i] = row
+            bar.update(len(rows))
+    return outputs
+
+
+def _forward(model, batch: list[list[int]], pad: int | None) -> list[list[float]]:
+    import torch
+
+    width = max(len(ids) for ids in batch)
+    ids = torch.tensor([ids + [pad or 0] * (width - len(ids)) for ids in batch])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch])
+    with torch.no_grad():
+        return model(ids, attention_mask=mask).logits.float().tolist()
 
 
 def _weight_args(text: str | None) -> dict[str, float]:
