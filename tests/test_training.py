@@ -976,8 +976,8 @@ def test_make_preferences_labels_samples_with_a_reward_model(tiny_reward_models,
 def test_reward_model_outputs_batched_as_one_at_a_time(tiny_reward_models):
     """make-preferences --reward-model scores its samples in batches (right padding,
     sorted by length): each output as the sequence scored alone, in the input's
-    order; a batch holding the model's pad token inside a sequence goes one at a
-    time, as HF would otherwise pool that token."""
+    order, a batch holding the model's pad token inside a sequence too (it goes
+    one at a time)."""
     from transformers import AutoModelForSequenceClassification
 
     from genarm.training.make_preferences import head_outputs

@@ -484,10 +484,10 @@ def reward_model_scores(
 
 def head_outputs(model, sequences: list[list[int]], batch_size: int = 8, desc: str = "") -> list:
     """An HF sequence-classification model's outputs for each token sequence, the
-    same as one at a time: batched by length with right padding where the model's
-    pad token occurs in none of the batch's sequences (HF pools each row's last
-    non-pad token, and many chat models pad with a token their conversations
-    contain), one at a time otherwise."""
+    same as one at a time: batched by length with right padding, as HF pools each
+    row's rightmost non-pad token. A batch where the pad token occurs inside a
+    sequence (many chat models pad with a token their conversations contain) goes
+    one at a time, since older transformers pooled before the first pad token."""
     from tqdm import tqdm
 
     pad = model.config.get_text_config().pad_token_id
