@@ -511,9 +511,9 @@ def head_outputs(model, sequences: list[list[int]], batch_size: int = 8, desc: s
 def _forward(model, batch: list[list[int]], pad: int | None) -> list[list[float]]:
     import torch
 
-    width = max(len(ids) for ids in batch)
-    ids = torch.tensor([ids + [pad or 0] * (width - len(ids)) for ids in batch])
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch])
+    from genarm.training.judge import _batch
+
+    ids, mask = _batch(batch, 0 if pad is None else pad)  # right padding, as the judge's
     with torch.no_grad():
         return model(ids, attention_mask=mask).logits.float().tolist()
 
