@@ -655,6 +655,10 @@ def test_refusals_are_counted_by_their_opening():
     # A caveat deep in a long answer is not a refusal.
     assert not refuses("Brew at 93 C. " * 20 + "I'm sorry if that is too hot.")
     assert all(refuses(reply) for reply in REFUSAL_REPLIES)
+    # Typographic apostrophes, as the base writes after HH-RLHF's dialogues.
+    assert refuses("I\u2019m sorry for your loss, but I\u2019m not equipped to help.")
+    assert refuses("I can\u2019t help with that.")
+    assert not refuses("I\u2019m sorry to hear that. Here is what helps: rest.")
 
 
 def test_refusal_pairs_prefer_an_answer_to_a_refusal():

@@ -35,6 +35,7 @@ REFUSAL = re.compile(
     re.IGNORECASE,
 )
 REFUSAL_OPENING = 200  # characters: a refusal leads, a caveat late in an answer is not one
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 # Benign questions for the refusal guard, some worded as over-refusing models
 # misread them ("get rid of weeds", "a minor burn"); none is in prompts.jsonl.
 PROBES_FILE = Path(__file__).parent / "data" / "refusal_probes.json"
@@ -67,8 +68,13 @@ HARM_REQUEST = re.compile(
 
 
 def refuses(text: str) -> bool:
-    """Whether an answer opens with a refusal (``REFUSAL`` in its first characters)."""
-    return bool(REFUSAL.search(text[:REFUSAL_OPENING]))
+    """Whether an answer opens with a refusal (``REFUSAL`` in its first characters).
+
+    Typographic apostrophes count as straight ones: HH-RLHF's dialogues write
+    "I’m", and a base that answers them copies it ("I’m sorry for your loss,
+    but I’m not equipped ...").
+    """
+    return bool(REFUSAL.search(text[:REFUSAL_OPENING].translate(_APOSTROPHES)))
 
 
 def refusal_pairs(
