@@ -105,3 +105,17 @@ def tiny_train_config(tmp_path: Path, tiny_models: dict, **overrides):
         fluency_prompts=0,
     )
     return TrainConfig(**{**fields, **overrides})
+
+
+def tiny_adapter(base, path, seed: int = 0, rank: int = 4, target_modules=("q_proj", "v_proj")):
+    """A PEFT adapter with random (non-zero) LoRA weights, saved at ``path``;
+    ``target_modules`` a sequence of names or PEFT's regex string."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    modules = target_modules if isinstance(target_modules, str) else list(target_modules)
+    lora = LoraConfig(r=rank, target_modules=modules, init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(path)
+    return path

@@ -33,7 +33,7 @@ from genarm.training.refusals import (
 from genarm.training.rewards import concise, enthusiastic
 from genarm.training.train_arm import TrainConfig, encode, genarm_loss, sequence_logps, train_arm
 
-from support import tiny_train_config
+from support import tiny_adapter, tiny_train_config
 
 
 def test_genarm_loss_is_reference_free_logistic():
@@ -318,24 +318,10 @@ def test_hierarchical_rule_keeps_only_pairs_the_holistic_judge_does_not_mind():
     assert [(p.chosen, p.rejected) for p in strict] == [("short and good", "long and rambling")]
 
 
-def _tiny_adapter(base, path, seed: int = 0, rank: int = 4, target_modules=("q_proj", "v_proj")):
-    """A PEFT adapter with random (non-zero) LoRA weights, saved at ``path``;
-    ``target_modules`` a sequence of names or PEFT's regex string."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    modules = target_modules if isinstance(target_modules, str) else list(target_modules)
-    lora = LoraConfig(r=rank, target_modules=modules, init_lora_weights=False)
-    get_peft_model(model, lora).save_pretrained(path)
-    return path
-
-
 def test_guided_generate_follows_the_genarm_formula(tiny_models, tmp_path):
     from genarm.training.guided import guided_generate, load_with_adapter, prompt_ids
 
-    adapter = _tiny_adapter(tiny_models["base"], tmp_path / "arm")
+    adapter = tiny_adapter(tiny_models["base"], tmp_path / "arm")
     tok, model = load_with_adapter(str(tiny_models["base"]), str(adapter), bf16=False)
     messages = [{"role": "user", "content": "Tell me about licenses."}]
     ids = torch.tensor([prompt_ids(tok, messages)])
@@ -757,6 +743,7 @@ def test_make_preferences_writes_refusal_pairs_from_saved_samples(tiny_models, t
 
 def test_sentence_ends_and_stopping_pairs():
     from genarm.training.make_preferences import (
+        ends_sentence,
         keep_going_pair,
         mid_sentence_breaks,
         sentence_ends,
@@ -770,6 +757,9 @@ def test_sentence_ends_and_stopping_pairs():
     assert [text[:e].split()[-1] for e in ends] == ["red.", "(mostly).", "them!", 'them."']
     assert sentence_ends(text, min_words=4) == ends[1:]  # "They grow (mostly)." is word 5
     assert sentence_ends("No end here", 1) == [] and sentence_ends("Last one.", 1) == []
+    # Before the next word is known (a reply being written): the same ends, and no others.
+    assert [ends_sentence(text[:e] + " ") for e in ends] == [True] * 4
+    assert not any(ends_sentence(t) for t in ("Apples are", "They grow (mostly", "1.", "2. "))
     pair = stopping_pair("q", text, ends[0])
     assert (pair.chosen, pair.rejected) == ("Apples are red.", "Apples are red. They")
     assert pair.chosen_finished and not pair.rejected_finished
@@ -1058,7 +1048,7 @@ def test_stop_anchor_is_the_end_of_turn_raise_inside_sentences(tiny_models, tmp_
     assert inside[word].all() and not inside[stop_mark].any()
     assert not inside[tokenizer.eos_token_id] and not inside[tokenizer("\n")["input_ids"]].any()
 
-    adapter = _tiny_adapter(base_path, tmp_path / "adapter", seed=3)
+    adapter = tiny_adapter(base_path, tmp_path / "adapter", seed=3)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
     arm = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), adapter
@@ -1104,7 +1094,7 @@ def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
     from genarm.training.train_arm import pair_loss
 
     base_path = str(tiny_models["base"])
-    adapter = _tiny_adapter(base_path, tmp_path / "adapter")
+    adapter = tiny_adapter(base_path, tmp_path / "adapter")
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
     arm = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), adapter

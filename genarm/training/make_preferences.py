@@ -138,7 +138,15 @@ def length_matched(pair: PreferencePair, tokenizer) -> PreferencePair:
 
 # A sentence end that more text follows: . ! or ? (not after a digit, as in a
 # numbered list), closing quotes or brackets, then whitespace and a word.
-_SENTENCE_END = re.compile(r"(?<![0-9])[.!?][\"')\]]*(?=\s+\S)")
+_SENTENCE_END_AT = r"(?<![0-9])[.!?][\"')\]]*"
+_SENTENCE_END = re.compile(_SENTENCE_END_AT + r"(?=\s+\S)")
+_ENDS_SENTENCE = re.compile(_SENTENCE_END_AT + r"\s*$")
+
+
+def ends_sentence(prefix: str) -> bool:
+    """Whether a reply written up to here stops at a sentence end (``sentence_ends``'s
+    rule, before the next word is known; trailing whitespace allowed)."""
+    return _ENDS_SENTENCE.search(prefix) is not None
 
 
 def sentence_ends(text: str, min_words: int) -> list[int]:
