@@ -1,5 +1,5 @@
 """`genarm.training.stop_weights`: from which weight a stopping ARM ends an answer at
-each sentence end, against the float64 fusion reference and a tiny random model."""
+each position, against the float64 fusion reference and tiny random models."""
 
 from __future__ import annotations
 
