@@ -136,7 +136,7 @@ def test_stop_weights_command_checks_each_weight_by_decoding(tiny_models, tmp_pa
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps(["Tell me about apples.", "What is a license?"]))
     out = tmp_path / "tables.json"
-    tokenizer, _ = _model(tiny_models, tmp_path)
+    tiny_adapter(str(tiny_models["base"]), tmp_path / "arm")
     args = argparse.Namespace(
         base=str(tiny_models["base"]),
         adapter=str(tmp_path / "arm"),
