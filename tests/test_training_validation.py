@@ -13,7 +13,7 @@ from genarm.training.preference_data import PreferencePair, write_pairs
 from genarm.training.train_arm import train_arm
 from genarm.training.validation import EarlyStopping, Evaluation, split_pairs
 
-from support import tiny_train_config
+from support import tiny_adapter, tiny_train_config
 
 
 def _pairs(prompts: int, per_prompt: int) -> list[PreferencePair]:
@@ -148,12 +148,11 @@ def test_fraction_split_trains_on_the_rest(tiny_models, tmp_path):
 
 
 def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path):
-    from test_training import _tiny_adapter
 
     from genarm.training.fluency import base_nll, base_nlls, fluency_report, repetition_rate
     from genarm.training.guided import guided_generate_ids, load_with_adapter, prompt_ids
 
-    adapter = _tiny_adapter(tiny_models["base"], tmp_path / "random-arm")
+    adapter = tiny_adapter(tiny_models["base"], tmp_path / "random-arm")
     tok, model = load_with_adapter(str(tiny_models["base"]), str(adapter), bf16=False)
     prompts = [[{"role": "user", "content": f"Tell me about item {i}."}] for i in range(2)]
     report = fluency_report(model, tok, prompts, "arm", (0.0, 2.0), max_new_tokens=8, seed=3)
@@ -222,7 +221,6 @@ def test_evaluations_follow_eval_every_and_the_last_step():
 
 
 def test_refusal_guard_reports_each_weight_and_can_bar_a_state(tiny_models, tmp_path):
-    from test_training import _tiny_adapter
 
     from genarm.training.guided import guided_generate_ids, load_with_adapter
     from genarm.training.preference_data import as_messages
@@ -230,7 +228,7 @@ def test_refusal_guard_reports_each_weight_and_can_bar_a_state(tiny_models, tmp_
 
     probes = refusal_probes()
     assert len(probes) == 8 and not any(refuses(p) for p in probes)
-    adapter = _tiny_adapter(tiny_models["base"], tmp_path / "random-arm")
+    adapter = tiny_adapter(tiny_models["base"], tmp_path / "random-arm")
     tok, model = load_with_adapter(str(tiny_models["base"]), str(adapter), bf16=False)
     # Refusal-shaped questions too: the count is over the decoded greedy answers.
     questions = [*probes[:2], "I'm sorry?"]
@@ -267,11 +265,10 @@ def test_init_adapter_starts_from_its_weights_and_shape(tiny_models, tmp_path):
     and its summary records the adapter's shape, not the CLI's. Without it the same
     run ships a fresh LoRA (B = 0)."""
     from safetensors.torch import load_file
-    from test_training import _tiny_adapter
 
     write_pairs(tmp_path / "train.jsonl", _pairs(4, 2))
     write_pairs(tmp_path / "val.jsonl", _pairs(3, 1))
-    start = _tiny_adapter(tiny_models["base"], tmp_path / "start")  # r=4 on q, v
+    start = tiny_adapter(tiny_models["base"], tmp_path / "start")  # r=4 on q, v
     val = str(tmp_path / "val.jsonl")
     cfg = tiny_train_config(tmp_path, tiny_models, lr=0.0, rank=2, val_data=val)
     summary = train_arm(replace(cfg, init_adapter=str(start)), progress=False)
@@ -302,9 +299,8 @@ def test_init_adapter_starts_from_its_weights_and_shape(tiny_models, tmp_path):
 def test_init_adapter_takes_a_regex_of_target_modules(tiny_models, tmp_path):
     """PEFT saves target modules given as a regex as that string: the run uses it as is."""
     from safetensors.torch import load_file
-    from test_training import _tiny_adapter
 
-    _tiny_adapter(
+    tiny_adapter(
         tiny_models["base"], tmp_path / "start", rank=2, target_modules=r".*\.(k_proj|o_proj)"
     )
     write_pairs(tmp_path / "train.jsonl", _pairs(4, 1))
