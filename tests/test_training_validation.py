@@ -148,7 +148,6 @@ def test_fraction_split_trains_on_the_rest(tiny_models, tmp_path):
 
 
 def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path):
-
     from genarm.training.fluency import base_nll, base_nlls, fluency_report, repetition_rate
     from genarm.training.guided import guided_generate_ids, load_with_adapter, prompt_ids
 
@@ -221,7 +220,6 @@ def test_evaluations_follow_eval_every_and_the_last_step():
 
 
 def test_refusal_guard_reports_each_weight_and_can_bar_a_state(tiny_models, tmp_path):
-
     from genarm.training.guided import guided_generate_ids, load_with_adapter
     from genarm.training.preference_data import as_messages
     from genarm.training.refusals import refusal_probes, refusal_report, refuses

@@ -100,14 +100,15 @@ def stop_table(
         base, arm = logprobs[BASE][at], logprobs[ARM][at]
         interval = stop_interval(base, arm, eos)
         text = tokenizer.decode(reply[:t], skip_special_tokens=True)
+        sentence_end = ends_sentence(text)
         stops = interval is not None and interval[0] <= max_weight
-        if not (ends_sentence(text) or stops):
+        if not (sentence_end or stops):
             continue
         top = int(base.argmax())
         table.append(
             StopPoint(
                 words=word_count(text),
-                sentence_end=ends_sentence(text),
+                sentence_end=sentence_end,
                 text=" ".join(text.split()[-4:]),
                 base_gap=float(base[top] - base[eos]),
                 arm_shift=float((arm[eos] - base[eos]) - (arm[top] - base[top])),
@@ -150,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
         messages = as_messages(prompt)
         reply, _ = guided_generate_ids(model, tokenizer, messages, {}, args.max_new_tokens)
         table = stop_table(model, tokenizer, messages, reply, max(weights))
-        guided = {w: _guided(model, tokenizer, messages, reply, w, args) for w in weights}
+        guided = {
+            w: _guided(model, tokenizer, messages, reply, w, args.max_new_tokens) for w in weights
+        }
         words = word_count(tokenizer.decode(reply, skip_special_tokens=True))
         results.append(_report(prompt, words, table, guided))
     if args.out:
@@ -158,10 +161,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guided(model, tokenizer, messages: Messages, base_reply: list[int], weight: float, args):
+def _guided(
+    model, tokenizer, messages: Messages, base_reply: list[int], weight: float, max_new_tokens: int
+):
     """(words of the answer at ``weight``, and None if it keeps to the base's answer, else
     the words after which it leaves it): the table holds for a weight only that far."""
-    reply, _ = guided_generate_ids(model, tokenizer, messages, {ARM: weight}, args.max_new_tokens)
+    reply, _ = guided_generate_ids(model, tokenizer, messages, {ARM: weight}, max_new_tokens)
     same = next(
         (i for i, (a, b) in enumerate(zip(reply, base_reply, strict=False)) if a != b),
         min(len(reply), len(base_reply)),
