@@ -16,9 +16,11 @@ answers (``genarm.training.fluency``) and the share that finished; and the
 share of the (benign) instructions' answers that open with a refusal, which
 a judge trained on HH-RLHF may reward. Then the
 everyday check: a few benign questions answered greedily (48 tokens) with each
-ARM at 0, 1 and 3. It also reports held-out preference accuracy as a trajectory
-reward (Σ log π(chosen) > Σ log π(rejected)) for each ARM next to the base
-model, and the judge's held-out accuracy. Writes
+ARM at 0, 1 and 3 (``--everyday-only`` runs it alone in a few minutes;
+``--everyday-questions benchmarks/everyday_fresh.json`` asks eight others,
+``--everyday-max-tokens 128`` gives the web page's default length). It also
+reports held-out preference accuracy as a trajectory reward (Σ log π(chosen) >
+Σ log π(rejected)) for each ARM next to the base model, and the judge's held-out accuracy. Writes
 ``benchmarks/results/quality_demo_<time>`` ``.json``, ``.md`` and ``.png``
 (per-objective curves and the trade-off front).
 
@@ -189,7 +191,7 @@ def generate(
                 where.append((objective, g, p))
     everyday = everyday_grid()
     for weights in everyday:
-        for question in EVERYDAY:
+        for question in args.everyday_questions:
             messages = [{"role": "user", "content": question}]
             jobs.append((args.seed, weights, messages, args.everyday_max_tokens, 0.0))
     workdir = Path(tempfile.mkdtemp(prefix="genarm-quality-"))
@@ -199,18 +201,22 @@ def generate(
     with LiveServer(config, workdir=workdir, startup_timeout=900) as server:
         flat = asyncio.run(_generate_all(server.url, jobs, args.concurrency))
     print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
-    return unflatten(prompts, grid, where, flat)
+    return unflatten(prompts, grid, where, flat, len(args.everyday_questions))
 
 
 def unflatten(
-    prompts: dict[str, list], grid: list[dict], where: list[tuple], flat: list[dict]
+    prompts: dict[str, list],
+    grid: list[dict],
+    where: list[tuple],
+    flat: list[dict],
+    questions: int = len(EVERYDAY),
 ) -> tuple[dict[str, list], list[list[dict]]]:
     """The generated answers in job order back into (answers[objective][grid index][prompt
     index], everyday[setting][question]): the grid's jobs first, then the everyday ones."""
     answers = {o: [[None] * len(items) for _ in grid] for o, items in prompts.items()}
     for (objective, g, p), answer in zip(where, flat[: len(where)], strict=True):
         answers[objective][g][p] = answer
-    rest, n, settings = flat[len(where) :], len(EVERYDAY), len(everyday_grid())
+    rest, n, settings = flat[len(where) :], questions, len(everyday_grid())
     if len(rest) != n * settings:
         raise ValueError(f"{len(rest)} everyday answers, expected {n * settings}")
     return answers, [rest[i * n : (i + 1) * n] for i in range(settings)]
@@ -301,19 +307,21 @@ def score(
     return rows
 
 
-def everyday_summary(everyday: list[list[dict]]) -> dict[str, Any]:
+def everyday_summary(
+    everyday: list[list[dict]], questions: tuple[str, ...] | list[str] = EVERYDAY
+) -> dict[str, Any]:
     """Per question: how many of the settings' greedy answers differ, their word counts,
     and whether concise at its largest weight gave the shortest."""
     settings = [_label(w) for w in everyday_grid()]
     shortest_setting = settings.index(_label({"harmless": 0.0, "concise": EVERYDAY_WEIGHTS[-1]}))
-    questions = []
-    for q, question in enumerate(EVERYDAY):
+    rows = []
+    for q, question in enumerate(questions):
         texts = [everyday[s][q]["text"] for s in range(len(settings))]
         words = [len(t.split()) for t in texts]
         shortest = words[shortest_setting] < min(
             w for s, w in enumerate(words) if s != shortest_setting
         )
-        questions.append(
+        rows.append(
             {
                 "question": question,
                 "distinct": len(set(texts)),
@@ -324,9 +332,9 @@ def everyday_summary(everyday: list[list[dict]]) -> dict[str, Any]:
         )
     return {
         "settings": settings,
-        "questions": questions,
-        "all_distinct": sum(q["distinct"] == len(settings) for q in questions),
-        "concise_max_shortest": sum(q["concise_max_shortest"] for q in questions),
+        "questions": rows,
+        "all_distinct": sum(q["distinct"] == len(settings) for q in rows),
+        "concise_max_shortest": sum(q["concise_max_shortest"] for q in rows),
     }
 
 
@@ -597,6 +605,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--everyday-max-tokens", type=int, default=48)
     p.add_argument(
+        "--everyday-only",
+        action="store_true",
+        help="only the everyday check (a few minutes): no held-out prompts, scores or "
+        "accuracies; writes everyday_demo_<time>.json and .md",
+    )
+    p.add_argument(
+        "--everyday-questions",
+        type=_questions,
+        default=list(EVERYDAY),
+        metavar="FILE",
+        help="a JSON list of questions for the everyday check instead of the built-in six "
+        "(benchmarks/everyday_fresh.json: eight more)",
+    )
+    p.add_argument(
         "--dtype",
         choices=("bfloat16", "float32"),
         help="engine dtype (default: the demo config's; float32 is ~2.8x faster on a CPU "
@@ -622,6 +644,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _questions(path: str) -> list[str]:
+    """The questions in a JSON file holding a non-empty list of strings."""
+    try:
+        questions = json.loads(Path(path).expanduser().read_text())
+    except (OSError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"cannot read questions from {path}: {e}") from e
+    if not isinstance(questions, list) or not questions:
+        raise argparse.ArgumentTypeError(f"{path}: expected a JSON list of non-empty strings")
+    if not all(isinstance(q, str) and q.strip() for q in questions):
+        raise argparse.ArgumentTypeError(f"{path}: expected a JSON list of non-empty strings")
+    return questions
+
+
 def save_answers(
     args: argparse.Namespace, name: str, prompts: dict, grid: list, answers: dict, everyday: list
 ) -> Path:
@@ -636,6 +671,7 @@ def save_answers(
         "max_tokens": args.max_tokens,
         "dtype": args.dtype,
         "everyday_max_tokens": args.everyday_max_tokens,
+        "everyday_questions": args.everyday_questions,
         "candidates": args.candidates,
     }
     saved = {"prompts": prompts, "grid": grid, "answers": answers, "everyday": everyday}
@@ -653,6 +689,45 @@ def load_answers(path: Path, args: argparse.Namespace) -> tuple[dict, list, dict
     return saved["prompts"], saved["grid"], saved["answers"], saved.get("everyday")
 
 
+def everyday_only(args: argparse.Namespace, command: str) -> int:
+    """The everyday check alone: one demo server, greedy answers per setting and
+    question, their summary saved as everyday_demo_<time>.json (answers included)
+    and .md."""
+    stem = args.out / f"everyday_demo_{dt.datetime.now():%Y%m%d-%H%M%S}"
+    _, everyday = generate({}, [], args)
+    models = model_set(args.candidates)
+    report = {
+        "created": dt.datetime.now().isoformat(timespec="seconds"),
+        "command": command,
+        "machine": machine_description(),
+        "dtype": args.dtype,
+        "arms": {name: _shown(models.arms[name]["adapter"]) for name in ARMS},
+        "everyday_max_tokens": args.everyday_max_tokens,
+        "everyday": everyday_summary(everyday, args.everyday_questions),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    stem.with_suffix(".md").write_text(everyday_report_markdown(report))
+    print(everyday_report_markdown(report))
+    print(f"saved {stem}.{{json,md}}")
+    return 0
+
+
+def everyday_report_markdown(report: dict[str, Any]) -> str:
+    """The ``--everyday-only`` report: the command, the models and the table."""
+    lines = [
+        f"# Everyday check, demo models ({report['created']})",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"Engine dtype {report['dtype'] or 'the demo config'}; ARM adapters: "
+        + ", ".join(f"{a} = `{p}`" for a, p in report["arms"].items())
+        + ".",
+        *_everyday_markdown(report["everyday"], report["everyday_max_tokens"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     import sys
 
@@ -660,6 +735,9 @@ def main(argv: list[str] | None = None) -> int:
     args.candidates = parse_candidates(args.arm)
     for name in ("judge", "hh_held_out", "concise_held_out"):
         setattr(args, name, str(Path(getattr(args, name)).expanduser()))
+    command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.everyday_only:
+        return everyday_only(args, command)
     from genarm.training.judge import Judge
 
     stem = args.out / f"quality_demo_{dt.datetime.now():%Y%m%d-%H%M%S}"
@@ -680,8 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     models = model_set(args.candidates)
     report = {
         "created": dt.datetime.now().isoformat(timespec="seconds"),
-        "command": "python -m benchmarks.quality "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command,
         "machine": machine_description(),
         "prompts": {o: len(items) for o, items in prompts.items()},
         "temperature": args.temperature,
@@ -691,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         "arms": {name: _shown(models.arms[name]["adapter"]) for name in ARMS},
         "grid": score(prompts, answers, grid, judge, models.base),
         "everyday_max_tokens": args.everyday_max_tokens,
-        "everyday": everyday_summary(everyday) if everyday else None,
+        "everyday": everyday_summary(everyday, args.everyday_questions) if everyday else None,
         "accuracy": preference_accuracies(args, judge),
     }
     args.out.mkdir(parents=True, exist_ok=True)

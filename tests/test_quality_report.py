@@ -141,3 +141,48 @@ def test_answers_are_saved_for_a_rescore_with_the_settings_that_made_them(tmp_pa
     assert quality.load_answers(path, fresh) == (prompts, grid, answers, everyday)
     assert fresh.temperature == 0.3 and fresh.candidates == args.candidates
     assert fresh.max_tokens == 128 and fresh.dtype is None
+    assert fresh.everyday_questions == list(quality.EVERYDAY)
+
+
+def test_everyday_questions_come_from_a_file_and_bad_files_are_refused(tmp_path):
+    """--everyday-questions swaps the built-in six for a JSON list; the answers
+    come back per question and the summary names them."""
+    good = tmp_path / "questions.json"
+    good.write_text('["Why is the sky blue?", "How do I boil an egg?", "What is rain?"]')
+    args = quality.parse_args(["--everyday-questions", str(good)])
+    questions = args.everyday_questions
+    assert questions[1] == "How do I boil an egg?"
+    flat = [{"text": f"e{s}-{q}"} for s in range(5) for q in range(3)]
+    _, rows = quality.unflatten({}, [], [], flat, len(questions))
+    summary = quality.everyday_summary(rows, questions)
+    assert [q["question"] for q in summary["questions"]] == questions
+    assert summary["questions"][2]["answers"]["harmless=0, concise=0"] == "e0-2"
+    assert summary["all_distinct"] == 3
+    with pytest.raises(ValueError, match="everyday answers"):
+        quality.unflatten({}, [], [], flat, 4)
+    for text in ("[]", '["ok", 3]', '{"q": "x"}', "not json", '[" "]'):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(SystemExit):
+            quality.parse_args(["--everyday-questions", str(bad)])
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--everyday-questions", str(tmp_path / "missing.json")])
+
+
+def test_everyday_only_report_names_the_command_models_and_counts():
+    rows = [[{"text": "same" if s < 2 else "w " * (9 - s)} for _ in range(2)] for s in range(5)]
+    report = {
+        "created": "now",
+        "command": "python -m benchmarks.quality --everyday-only",
+        "dtype": None,
+        "arms": {"harmless": "configs/arms/harmless", "concise": "configs/arms/concise"},
+        "everyday_max_tokens": 128,
+        "everyday": quality.everyday_summary(rows, ["Q one?", "Q two?"]),
+    }
+    text = quality.everyday_report_markdown(report)
+    assert "`python -m benchmarks.quality --everyday-only`" in text
+    assert "concise = `configs/arms/concise`" in text and "the demo config" in text
+    assert "greedy, 128 tokens" in text
+    assert "0 of 2 questions got 5 distinct answers" in text
+    assert "shortest for 0" in text
+    assert "| Q two? | 1 | 1 | 7 | 6 | 5 | 4 |" in text
