@@ -43,7 +43,7 @@ BASE = "base"
 DEFAULT_LENGTHS = {"max_length": 256, "max_response": 96}
 
 
-def _component(model, name: str) -> Adapter:
+def component_adapter(model, name: str) -> Adapter:
     """The base (``BASE``: adapters off) or the ARM adapter ``name`` of ``model``."""
     return Adapter(model, None if name == BASE else name)
 
@@ -70,8 +70,8 @@ def guided_generate_ids(
     (float32). ``finished``: the reply ended with the stop token (not included).
     """
     decoder = GenARMReference(
-        _component(model, BASE),
-        {name: _component(model, name) for name in alphas},
+        component_adapter(model, BASE),
+        {name: component_adapter(model, name) for name in alphas},
         fusion_dtype=torch.float32,
         pad_id=tokenizer.pad_token_id,
     )
@@ -123,7 +123,7 @@ def preference_margins(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = encode_pairs(tokenizer, pairs, max_length, max_response)
     bar = tqdm(total=len(pairs), desc=f"accuracy: {component}", unit="pair", disable=not progress)
-    with _component(model, component).active(), bar:
+    with component_adapter(model, component).active(), bar:
         return validation_margins(
             model, encoded, pad_id, batch_size, contextlib.nullcontext(), on_batch=bar.update
         )
@@ -172,7 +172,7 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def _load_prompts(path: str) -> list:
+def load_prompts(path: str) -> list:
     """A JSON list of prompts, or the prompts of a preference JSONL file."""
     if path.endswith((".jsonl", ".jsonl.gz")):
         return [pair.messages() for pair in load_pairs(path)]
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         result.update(pairs=len(pairs), **lengths, accuracy_by_kind=by_kind)
         print(json.dumps({"pairs": len(pairs), **lengths, **by_kind}))
     if args.prompts:
-        prompts = _load_prompts(args.prompts)[: args.limit]
+        prompts = load_prompts(args.prompts)[: args.limit]
         result["samples"] = []
         for alpha in (float(a) for a in args.alphas.split(",")):
             started = time.monotonic()

@@ -35,9 +35,9 @@ import torch
 
 from genarm.training.guided import (
     BASE,
-    _component,
-    _load_prompts,
+    component_adapter,
     guided_generate_ids,
+    load_prompts,
     load_with_adapter,
     prompt_ids,
     word_count,
@@ -92,7 +92,7 @@ def stop_table(
     ids = torch.tensor([prompt + reply])
     logprobs = {}
     for name in (BASE, ARM):
-        with _component(model, name).active():
+        with component_adapter(model, name).active():
             logprobs[name] = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
     eos, table = tokenizer.eos_token_id, []
     for t in range(1, len(reply) + 1):
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     tokenizer, model = load_with_adapter(args.base, args.adapter, name=ARM, bf16=False)
     weights = [float(a) for a in args.alphas.split(",")]
     results = []
-    for prompt in _load_prompts(args.prompts):
+    for prompt in load_prompts(args.prompts):
         messages = as_messages(prompt)
         reply, _ = guided_generate_ids(model, tokenizer, messages, {}, args.max_new_tokens)
         table = stop_table(model, tokenizer, messages, reply, max(weights))
