@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.compare import REPO, RESULTS, demo_model_set, machine_description
+from benchmarks.reports import save_json
 from genarm.training.refusals import refuses
 
 JUDGE = REPO / "configs" / "judges" / "harmless"
@@ -209,14 +210,14 @@ def unflatten(
     grid: list[dict],
     where: list[tuple],
     flat: list[dict],
-    questions: int = len(EVERYDAY),
+    n_questions: int = len(EVERYDAY),
 ) -> tuple[dict[str, list], list[list[dict]]]:
     """The generated answers in job order back into (answers[objective][grid index][prompt
     index], everyday[setting][question]): the grid's jobs first, then the everyday ones."""
     answers = {o: [[None] * len(items) for _ in grid] for o, items in prompts.items()}
     for (objective, g, p), answer in zip(where, flat[: len(where)], strict=True):
         answers[objective][g][p] = answer
-    rest, n, settings = flat[len(where) :], questions, len(everyday_grid())
+    rest, n, settings = flat[len(where) :], n_questions, len(everyday_grid())
     if len(rest) != n * settings:
         raise ValueError(f"{len(rest)} everyday answers, expected {n * settings}")
     return answers, [rest[i * n : (i + 1) * n] for i in range(settings)]
@@ -400,6 +401,10 @@ def _label(weights: dict[str, float]) -> str:
     return ", ".join(f"{a}={weights[a]:g}" for a in ARMS)
 
 
+def _arms_line(arms: dict[str, str]) -> str:
+    return f"ARM adapters: {', '.join(f'{a} = `{p}`' for a, p in arms.items())}."
+
+
 def _fmt(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.2f} [{stat['ci_low']:.2f}, {stat['ci_high']:.2f}]"
 
@@ -416,11 +421,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"engine dtype {report.get('dtype') or 'the demo config'}, "
         "one seed per prompt shared across weights. Means with 95% CIs.",
         "",
-        *(
-            [f"ARM adapters: {', '.join(f'{a} = `{p}`' for a, p in report['arms'].items())}.", ""]
-            if report.get("arms")
-            else []
-        ),
+        *([_arms_line(report["arms"]), ""] if report.get("arms") else []),
         "Δ: the paired difference from the unguided row (same prompt, same seed). "
         "ppl: the base model's perplexity of all the setting's answers; rep: their share of "
         "repeated 4-grams (tokens); finished: the share of answers that ended before "
@@ -650,9 +651,11 @@ def _questions(path: str) -> list[str]:
         questions = json.loads(Path(path).expanduser().read_text())
     except (OSError, ValueError) as e:
         raise argparse.ArgumentTypeError(f"cannot read questions from {path}: {e}") from e
-    if not isinstance(questions, list) or not questions:
-        raise argparse.ArgumentTypeError(f"{path}: expected a JSON list of non-empty strings")
-    if not all(isinstance(q, str) and q.strip() for q in questions):
+    if (
+        not isinstance(questions, list)
+        or not questions
+        or not all(isinstance(q, str) and q.strip() for q in questions)
+    ):
         raise argparse.ArgumentTypeError(f"{path}: expected a JSON list of non-empty strings")
     return questions
 
@@ -689,26 +692,32 @@ def load_answers(path: Path, args: argparse.Namespace) -> tuple[dict, list, dict
     return saved["prompts"], saved["grid"], saved["answers"], saved.get("everyday")
 
 
+def _report_head(args: argparse.Namespace, command: str, models) -> dict[str, Any]:
+    """What every report of this benchmark opens with: when, how, where, which models."""
+    return {
+        "created": dt.datetime.now().isoformat(timespec="seconds"),
+        "command": command,
+        "machine": machine_description(),
+        "dtype": args.dtype,
+        "arms": {name: _shown(models.arms[name]["adapter"]) for name in ARMS},
+    }
+
+
 def everyday_only(args: argparse.Namespace, command: str) -> int:
     """The everyday check alone: one demo server, greedy answers per setting and
     question, their summary saved as everyday_demo_<time>.json (answers included)
     and .md."""
     stem = args.out / f"everyday_demo_{dt.datetime.now():%Y%m%d-%H%M%S}"
     _, everyday = generate({}, [], args)
-    models = model_set(args.candidates)
     report = {
-        "created": dt.datetime.now().isoformat(timespec="seconds"),
-        "command": command,
-        "machine": machine_description(),
-        "dtype": args.dtype,
-        "arms": {name: _shown(models.arms[name]["adapter"]) for name in ARMS},
+        **_report_head(args, command, model_set(args.candidates)),
         "everyday_max_tokens": args.everyday_max_tokens,
         "everyday": everyday_summary(everyday, args.everyday_questions),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    stem.with_suffix(".md").write_text(everyday_report_markdown(report))
-    print(everyday_report_markdown(report))
+    save_json(stem.with_suffix(".json"), report)
+    text = everyday_report_markdown(report)
+    stem.with_suffix(".md").write_text(text)
+    print(text)
     print(f"saved {stem}.{{json,md}}")
     return 0
 
@@ -720,9 +729,7 @@ def everyday_report_markdown(report: dict[str, Any]) -> str:
         "",
         f"`{report['command']}`",
         "",
-        f"Engine dtype {report['dtype'] or 'the demo config'}; ARM adapters: "
-        + ", ".join(f"{a} = `{p}`" for a, p in report["arms"].items())
-        + ".",
+        f"Engine dtype {report['dtype'] or 'the demo config'}; {_arms_line(report['arms'])}",
         *_everyday_markdown(report["everyday"], report["everyday_max_tokens"]),
     ]
     return "\n".join(lines) + "\n"
@@ -757,26 +764,22 @@ def main(argv: list[str] | None = None) -> int:
     judge = Judge.load(args.judge, bf16=False if args.dtype == "float32" else None)
     models = model_set(args.candidates)
     report = {
-        "created": dt.datetime.now().isoformat(timespec="seconds"),
-        "command": command,
-        "machine": machine_description(),
+        **_report_head(args, command, models),
         "prompts": {o: len(items) for o, items in prompts.items()},
         "temperature": args.temperature,
         "max_tokens": args.max_tokens,
-        "dtype": args.dtype,
         "judge": str(args.judge),
-        "arms": {name: _shown(models.arms[name]["adapter"]) for name in ARMS},
         "grid": score(prompts, answers, grid, judge, models.base),
         "everyday_max_tokens": args.everyday_max_tokens,
         "everyday": everyday_summary(everyday, args.everyday_questions) if everyday else None,
         "accuracy": preference_accuracies(args, judge),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     report["answers_file"] = str(answers_path)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    stem.with_suffix(".md").write_text(markdown(report))
+    save_json(stem.with_suffix(".json"), report)
+    text = markdown(report)
+    stem.with_suffix(".md").write_text(text)
     plot(report, stem.with_suffix(".png"))
-    print(markdown(report))
+    print(text)
     print(f"saved {stem}.{{json,md,png}}")
     return 0
 
