@@ -878,19 +878,30 @@ def test_full_queue_answers_503_with_retry_after(tiny_models, tmp_path):
     auth = {"Authorization": "Bearer env-key-2"}
     long = {**CHAT, "max_tokens": 8000, "ignore_eos": True}
 
-    async def wait_for_gauge(live, client, name: str) -> None:
+    def state(task: asyncio.Task) -> str:
+        """Where a long request stands, for a failure message (the server log's tail
+        holds only the gauge polls)."""
+        if not task.done():
+            return "in flight"
+        if task.cancelled() or task.exception() is not None:
+            return "cancelled" if task.cancelled() else repr(task.exception())
+        return f"{task.result().status_code} {task.result().text[:300]}"
+
+    async def wait_for_gauge(live, client, name: str, tasks: dict) -> None:
         deadline = time.monotonic() + 120
         while await live.ametric(client, name) != 1:
-            assert time.monotonic() < deadline, f"{name} never reached 1:\n{live.log()}"
+            states = {k: state(t) for k, t in tasks.items()}
+            assert time.monotonic() < deadline, f"{name} never reached 1 ({states}):\n{live.log()}"
             await asyncio.sleep(0.02)
 
     async def run(live):
         async with httpx.AsyncClient(timeout=120, headers=auth) as client:
             url = f"{live.url}/v1/chat/completions"
             holder = asyncio.create_task(client.post(url, json=long))
-            await wait_for_gauge(live, client, "genarm_requests_running")
+            await wait_for_gauge(live, client, "genarm_requests_running", {"holder": holder})
             waiter = asyncio.create_task(client.post(url, json=long))
-            await wait_for_gauge(live, client, "genarm_requests_waiting")
+            tasks = {"holder": holder, "waiter": waiter}
+            await wait_for_gauge(live, client, "genarm_requests_waiting", tasks)
             third = await client.post(url, json=CHAT)
             for task in (holder, waiter):
                 assert not task.done()  # both still in flight when the third came
