@@ -12,13 +12,13 @@ with one constant per row, ``c = lse(base) + Σ_k w_k·lse(arm_k)``. Two kernels
 
 Nothing but these launches runs on the device: on an H200 under a decode-sized
 batch, each extra torch op between them cost more than the memory traffic
-(issue 16; the first version merged ``c`` with ~10 small torch ops and an
+(the first version merged ``c`` with ~10 small torch ops and an
 exact row took ~550 µs at any size).
 
 A row that may be shifted thus costs one read of its inputs and one write,
 the memory-bound minimum; an exact row one more read of its inputs. Splitting
 each row into chunks keeps every SM busy at small batches, where one program
-per row left most of the GPU idle (issue 16: 97 µs for one row on an H100).
+per row left most of the GPU idle (97 µs for one row on an H100).
 Up to ``MAX_ARMS`` ARMs are fused per launch; more (rare) take further
 launches that add their terms to the output (HAS_BASE=False).
 """

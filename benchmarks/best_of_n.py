@@ -185,7 +185,7 @@ async def _answer_all(
 
 
 def generate(prompts: list[list[dict]], args: argparse.Namespace) -> dict[str, list[list[dict]]]:
-    from benchmarks.servers import LiveServer
+    from genarm.live_server import LiveServer
 
     workdir = Path(tempfile.mkdtemp(prefix="genarm-best-of-n-"))
     with LiveServer(server_config(args), workdir=workdir, startup_timeout=900) as server:

@@ -40,7 +40,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# benchmarks.servers puts tests/ on sys.path (quality.py relies on it for live_server).
 from benchmarks.compare_report import build_table, format_table, summary_markdown  # noqa: E402
 from benchmarks.http_load import LoadConfig, run_benchmark  # noqa: E402
 from benchmarks.model_sets import (  # noqa: E402
@@ -52,7 +51,9 @@ from benchmarks.model_sets import (  # noqa: E402
 )
 from benchmarks.prompts import synthetic_prompts  # noqa: E402
 from benchmarks.reports import RESULTS, machine_description, plot_series, save_json  # noqa: E402
-from benchmarks.servers import REPO, LiveServer  # noqa: E402
+from genarm.live_server import LiveServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 # Re-exported: quality.py and soak.py import these from here.
 __all__ = ["REPO", "RESULTS", "demo_model_set", "machine_description", "main"]

@@ -181,7 +181,7 @@ def generate(
 ) -> tuple[dict[str, list], list[list[dict]]]:
     """(answers[objective][grid index][prompt index], everyday[setting][question])
     from one demo server."""
-    from live_server import LiveServer
+    from genarm.live_server import LiveServer
 
     jobs: list[Job] = []
     where = []

@@ -10,7 +10,7 @@ the result (or taken greedily). This module reproduces that loop:
     y_t ~ softmax(logits_t / T)        (argmax for T = 0)
 
 The loop itself is the project's one transformers decoder
-(``genarm.reference.GenARMReference.decode``, KV-cached); this module gives it
+(``genarm.reference_decoder.GenARMReference.decode``, KV-cached); this module gives it
 model_arithmetic's fused step and ARMs, and the EOS stops.
 
 Temperature follows the server's convention (T = 1 is GenARM's π_decode); the
@@ -58,7 +58,7 @@ from benchmarks.load import (  # noqa: E402
     parse_weights,
     synthetic_prompts,
 )
-from genarm.reference import GenARMReference, Generation, load_causal_lm  # noqa: E402
+from genarm.reference_decoder import GenARMReference, Generation, load_causal_lm  # noqa: E402
 from genarm.vocab import align_vocab  # noqa: E402
 
 __all__ = ["Generation", "ResearchGenARM", "load_causal_lm", "main", "run_baseline", "to_record"]
@@ -69,7 +69,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 class ResearchGenARM(GenARMReference):
     """A base model and named ARMs, decoded step by step with per-model KV caches.
 
-    The loop is ``genarm.reference``'s (KV-cached, left-padded); the fused step
+    The loop is ``genarm.reference_decoder``'s (KV-cached, left-padded); the fused step
     and the ARMs that run are model_arithmetic's (see ``fuse_step``).
     """
 

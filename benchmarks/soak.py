@@ -37,7 +37,7 @@ import psutil
 from benchmarks.http_load import LoadConfig, SampleRequest, api_root, request_payload, sse_events
 from benchmarks.prompts import synthetic_prompts
 from benchmarks.reports import RESULTS, machine_description, save_json
-from benchmarks.servers import LiveServer  # also puts tests/ on sys.path: conftest
+from genarm.live_server import LiveServer
 
 # Outcomes that a server at capacity may give; anything else is a failure.
 EXPECTED = {"200", "503", "hung_up"}
@@ -45,10 +45,8 @@ ENDPOINTS = {"chat": LoadConfig(endpoint="chat"), "completions": LoadConfig()}
 
 
 def start_tiny_server(args: argparse.Namespace) -> LiveServer:
-    """`genarm serve` on conftest's tiny models (built once, cached), 2 ARMs."""
-    from genarm.tiny_models import make_model_set
-
-    from conftest import TINY_SHAPES, tiny_config_dict
+    """`genarm serve` on the test suite's tiny models (built once, cached), 2 ARMs."""
+    from genarm.tiny_models import TINY_SHAPES, make_model_set, tiny_config_dict
 
     root = Path(args.model_cache)
     models = {name: root / name for name in TINY_SHAPES}
@@ -259,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup_s = args.warmup_minutes * 60
     fits = fit(samples, warmup_s)
     failures = {k: v for k, v in counts.items() if k not in EXPECTED}
-    # Per process, as the issue asks; the total is reported (and plotted) alongside.
+    # Per process, so a leak shows where it is; the total is reported (and plotted) alongside.
     slopes = {name: f["slope_mb_per_min"] for name, f in fits.items() if name != "total"}
     leaks = {name: v for name, v in slopes.items() if v is not None and v >= args.max_slope}
     print(f"\n{'process':<32} {'after warm-up MB':>16} {'at end MB':>10} {'MB/min':>8}")

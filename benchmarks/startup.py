@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks.model_sets import model_set  # noqa: E402
 from benchmarks.reports import RESULTS, machine_description, save_json  # noqa: E402
-from benchmarks.servers import LiveServer  # noqa: E402
+from genarm.live_server import LiveServer  # noqa: E402
 
 MODES = ("cold", "warm", "eager")
 TARGETS_S = {("demo", "warm"): 45.0, ("demo", "cold"): 150.0, ("tiny", "warm"): 15.0}

@@ -138,3 +138,52 @@ def make_reward_model(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# Three shapes, as in weak-to-strong guidance: the ARMs differ from the base in
+# layers, hidden size, heads and KV heads (head_dim stays 32 for CPU attention).
+TINY_SHAPES = {
+    "base": TinyShape(
+        hidden_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2
+    ),
+    "arm_a": TinyShape(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2
+    ),
+    # A padded lm_head (64 ids past the tokenizer), which the engine must accept.
+    "arm_b": TinyShape(
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        extra_vocab=64,
+    ),
+}
+
+
+def tiny_config_dict(
+    models: dict[str, Path], arms: tuple[str, ...] = ("arm_a", "arm_b"), **engine
+) -> dict:
+    """A deployment config (as a dict) over the tiny models, fp32 for exactness."""
+    return {
+        "base": {"model": str(models["base"])},
+        "arms": [
+            {
+                "name": name,
+                "model": str(models[name]),
+                "default_weight": 0.0,
+                "min_weight": -5.0,
+                "max_weight": 5.0,
+                "description": f"tiny random ARM {name}",
+            }
+            for name in arms
+        ],
+        "engine": {
+            "dtype": "float32",
+            "max_model_len": 512,
+            "max_num_seqs": 32,
+            "kv_cache_gib": 0.5,
+            # Eager: no compilation per engine start; test_engine_compiled covers compiled.
+            "enforce_eager": True,
+            **engine,
+        },
+    }

@@ -8,7 +8,7 @@ tokens the base can emit), a narrower one is padded with -inf, so that with a
 nonzero weight the fusion forbids the ids that ARM cannot score.
 
 Used by the vLLM composite model (``genarm.engine.composite``) and by the
-transformers decoder (``genarm.reference``) alike.
+transformers decoder (``genarm.reference_decoder``) alike.
 """
 
 from __future__ import annotations

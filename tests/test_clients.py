@@ -11,9 +11,8 @@ import openai
 import pytest
 
 from genarm.clients import Arm, AsyncGenARMClient, GenARMClient, reward_weights_of
-
-from conftest import tiny_config_dict
-from live_server import LiveServer
+from genarm.live_server import LiveServer
+from genarm.tiny_models import tiny_config_dict
 
 API_KEY = "client-test-key"
 QUESTION = "Tell me about dragons."

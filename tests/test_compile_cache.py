@@ -1,4 +1,4 @@
-"""Issue 14: compiled sub-models are cached under their own identity and reloaded.
+"""Compiled sub-models are cached under their own identity and reloaded.
 
 The unit tests run vLLM's own AOT load path (``_try_load_aot_compiled_fn``) on an
 artifact compiled the way vLLM compiles on CPU (``torch.compile`` with the stock
@@ -138,8 +138,7 @@ def test_each_sub_model_has_its_own_key_and_identical_ones_share(tiny_models, tm
     import shutil
 
     from genarm.config import parse_config
-
-    from conftest import tiny_config_dict
+    from genarm.tiny_models import tiny_config_dict
 
     # An ARM with the base's exact config, as a merged LoRA ARM has.
     same = tmp_path / "arm_same"
@@ -159,8 +158,7 @@ def test_another_vllm_version_misses(tiny_models, monkeypatch):
     import vllm
 
     from genarm.config import parse_config
-
-    from conftest import tiny_config_dict
+    from genarm.tiny_models import tiny_config_dict
 
     cfg = parse_config(tiny_config_dict(tiny_models, arms=("arm_a",)))
     before = _sub_keys(cfg)

@@ -10,9 +10,9 @@ import torch
 
 from genarm.config import parse_config
 from genarm.engine import create_llm
-from genarm.reference import GenARMReference
+from genarm.reference_decoder import GenARMReference
+from genarm.tiny_models import tiny_config_dict
 
-from conftest import tiny_config_dict
 from support import chat_prompt_ids, shutdown_llm
 
 PROMPTS = ["Tell me a short story about a dragon.", "What does the license allow?"]

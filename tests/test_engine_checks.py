@@ -22,9 +22,7 @@ from genarm.engine.logits_processor import GenARMLogitsProcessor, processor_for
 from genarm.engine.tokenizer_check import TokenizerMismatchError
 from genarm.engine.vllm_contract import SUPPORTED_VLLM, UnsupportedVLLMError, check_vllm_version
 from genarm.reward_weights import ArmSpec, extra_args_for
-from genarm.tiny_models import TinyShape, make_llama, make_tokenizer
-
-from conftest import tiny_config_dict
+from genarm.tiny_models import TinyShape, make_llama, make_tokenizer, tiny_config_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """The compiled engine (``enforce_eager: false``) is as exact as the eager one, and its
-compile cache is reused across starts without ever serving a stale graph (issue 14).
+compile cache is reused across starts without ever serving a stale graph.
 
 Each start below runs on one fresh ``VLLM_CACHE_ROOT`` and is checked against the
 transformers reference: the cold start (which compiles and saves one AOT artifact
@@ -18,10 +18,9 @@ from test_engine import PROMPTS, WEIGHT_SETS, assert_matches_reference, sampling
 
 from genarm.config import parse_config
 from genarm.engine import create_llm
-from genarm.reference import GenARMReference
-from genarm.tiny_models import make_llama
+from genarm.reference_decoder import GenARMReference
+from genarm.tiny_models import TINY_SHAPES, make_llama, tiny_config_dict
 
-from conftest import TINY_SHAPES, tiny_config_dict
 from support import _tokenizer, chat_prompt_ids, shutdown_llm
 
 

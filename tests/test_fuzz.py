@@ -23,8 +23,9 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 
-from conftest import tiny_config_dict
-from live_server import LiveServer
+from genarm.live_server import LiveServer
+from genarm.tiny_models import tiny_config_dict
+
 from support import strict_json
 
 pytestmark = pytest.mark.slow
@@ -127,7 +128,7 @@ def schema_examples(operation) -> list:
 
 @pytest.fixture(scope="module")
 def server(tiny_models, tiny_reward_models, tmp_path_factory):
-    # The fuzzing load issue's setup: 2 ARMs, 8 running, 8 waiting; and a reward
+    # The fuzzing load setup: 2 ARMs, 8 running, 8 waiting; and a reward
     # model, the only one, so that /v1/rewards' example (no "model") is scored.
     config = tiny_config_dict(tiny_models, max_num_seqs=8)
     config["server"] = {"max_waiting_requests": 8}

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from live_server import LiveServer, free_port
+from genarm.live_server import LiveServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = ["Dockerfile", "Dockerfile.cuda"]

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from genarm.clients.weight_args import WeightArgError, parse_reward_weights, parse_weight_ranges
-
-from conftest import tiny_config_dict
-from live_server import LiveServer
+from genarm.live_server import LiveServer
+from genarm.tiny_models import tiny_config_dict
 
 # benchmarks/ is a folder of the repository, not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genarm.reference import GenARMReference
+from genarm.reference_decoder import GenARMReference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.prompts import synthetic_prompts  # noqa: E402

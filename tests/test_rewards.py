@@ -9,10 +9,9 @@ import httpx
 import pytest
 import torch
 
+from genarm.live_server import LiveServer
 from genarm.server.reward_models import conversation_ids
-
-from conftest import tiny_config_dict
-from live_server import LiveServer
+from genarm.tiny_models import tiny_config_dict
 
 API_KEY = "rm-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -12,8 +12,8 @@ import pytest
 
 from genarm.config import parse_config
 from genarm.engine import create_llm
+from genarm.tiny_models import tiny_config_dict
 
-from conftest import tiny_config_dict
 from support import shutdown_llm
 
 BUDGET = 64  # tokens per step: the long prompts below need two or three steps

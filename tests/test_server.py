@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from genarm.engine import start_phases
-from genarm.reference import GenARMReference
+from genarm.live_server import LiveServer
+from genarm.reference_decoder import GenARMReference
+from genarm.tiny_models import tiny_config_dict
 
-from conftest import tiny_config_dict
-from live_server import LiveServer
 from support import chat_prompt_ids, strict_json
 
 API_KEY = "test-key-123"

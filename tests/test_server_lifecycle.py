@@ -21,8 +21,8 @@ import httpx
 import psutil
 import pytest
 
-from conftest import tiny_config_dict
-from live_server import LiveServer
+from genarm.live_server import LiveServer
+from genarm.tiny_models import tiny_config_dict
 
 CONTEXT = 8192
 SHORT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}

@@ -20,8 +20,8 @@ import aiohttp
 import httpx
 import pytest
 
-from conftest import tiny_config_dict
-from live_server import LiveServer
+from genarm.live_server import LiveServer
+from genarm.tiny_models import tiny_config_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_LEN = 16

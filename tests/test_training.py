@@ -496,7 +496,7 @@ def test_make_preferences_is_reproducible_and_splits_prompts(tiny_models, tmp_pa
     samples the held-out instructions only."""
     import subprocess
 
-    from live_server import genarm_command
+    from genarm.live_server import genarm_command
 
     outs = [tmp_path / "first", tmp_path / "second"]
     for out in outs:
@@ -529,7 +529,7 @@ def test_make_preferences_samples_the_dialogues_of_a_pairs_file(tiny_models, tmp
     too), each once in file order, sampled as chat conversations and kept as messages."""
     import subprocess
 
-    from live_server import genarm_command
+    from genarm.live_server import genarm_command
 
     dialogue = [
         {"role": "user", "content": "Hi there."},

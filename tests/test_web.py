@@ -20,9 +20,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from genarm.clients import GenARMClient
-
-from conftest import tiny_config_dict
-from live_server import LiveServer
+from genarm.live_server import LiveServer
+from genarm.tiny_models import tiny_config_dict
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

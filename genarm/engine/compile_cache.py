@@ -1,4 +1,4 @@
-"""A compile-cache identity for every sub-model of the composite (issue 14).
+"""A compile-cache identity for every sub-model of the composite.
 
 vLLM keys a compiled module by the config it was *constructed under*, not by
 the config passed to it: ``TorchCompileWithNoGuardsWrapper.__init__``

@@ -1,4 +1,4 @@
-"""The phases of an engine start, told across processes (issue 14).
+"""The phases of an engine start, told across processes.
 
 The model is loaded, compiled and given its KV cache in vLLM's worker process,
 while ``/health`` answers in the API process. The front end names a file in

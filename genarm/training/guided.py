@@ -3,7 +3,7 @@
 ``guided_generate`` samples from GenARM's distribution
 p(y_t) ∝ p_base(y_t | ctx) · Π_i p_arm_i(y_t | ctx)^α_i, with the base and every
 ARM as adapters of one PEFT model (the base is the model with adapters off),
-through the project's transformers decoder (``genarm.reference``).
+through the project's transformers decoder (``genarm.reference_decoder``).
 ``preference_accuracy`` asks how often a model gives the chosen reply a higher
 log-probability than the rejected one (the quantity the GenARM loss trains).
 ``python -m genarm.training.guided`` runs both for one adapter on held-out data.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from genarm.reference import Adapter, GenARMReference
+from genarm.reference_decoder import Adapter, GenARMReference
 from genarm.training.preference_data import (
     Messages,
     PreferencePair,

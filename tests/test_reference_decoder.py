@@ -1,4 +1,4 @@
-"""The transformers decoder (genarm.reference) agrees with itself in every mode:
+"""The transformers decoder (genarm.reference_decoder) agrees with itself in every mode:
 batched or not, with or without KV cache, float64 or float32 fusion, ARMs as
 models or as PEFT adapters; and the vocabulary helper it shares with the engine."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genarm.arm_kernels import fuse_reference
-from genarm.reference import Adapter, GenARMReference
+from genarm.reference_decoder import Adapter, GenARMReference
 from genarm.vocab import align_vocab
 
 from support import chat_prompt_ids
