@@ -60,7 +60,7 @@ TINY_SHAPES = {
         hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1
     ),
 }
-# Weak-to-strong: the base has ~8x the FLOPs per token of each ARM.
+# Weak-to-strong: the base has 6.9x the FLOPs per token of each ARM.
 _W2S_ARM = dict(
     hidden_size=256,
     num_hidden_layers=4,
