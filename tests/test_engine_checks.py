@@ -18,7 +18,8 @@ from vllm.exceptions import VLLMValidationError
 from genarm.config import parse_config
 from genarm.engine import engine_kwargs
 from genarm.engine.composite import ARCHITECTURE, arm_prefix
-from genarm.engine.logits_processor import GenARMLogitsProcessor, processor_for
+from genarm.engine.deployment_processor import processor_for
+from genarm.engine.logits_processor import GenARMLogitsProcessor
 from genarm.engine.tokenizer_check import TokenizerMismatchError
 from genarm.engine.vllm_contract import SUPPORTED_VLLM, UnsupportedVLLMError, check_vllm_version
 from genarm.reward_weights import ArmSpec, extra_args_for

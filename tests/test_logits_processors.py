@@ -21,7 +21,7 @@ from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcRequestState
 
 from genarm.engine.arm_logits_stash import arm_logits_stash
-from genarm.engine.logits_processor import processor_for
+from genarm.engine.deployment_processor import processor_for
 from genarm.reward_weights import ArmSpec, extra_args_for
 
 from support import assert_close_to_reference

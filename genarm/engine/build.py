@@ -119,7 +119,7 @@ def configure_environment(cfg: DeploymentConfig) -> None:
 def engine_kwargs(cfg: DeploymentConfig) -> dict[str, Any]:
     """Keyword arguments for vLLM's EngineArgs / LLM; checks tokenizers on the way."""
     from genarm.engine.composite import ARCHITECTURE
-    from genarm.engine.logits_processor import processor_for
+    from genarm.engine.deployment_processor import processor_for
     from genarm.engine.tokenizer_check import check_shared_tokenizer
 
     e = cfg.engine

@@ -19,8 +19,6 @@ each runner's processor only translates its batch-state API to it.
 
 from __future__ import annotations
 
-import copyreg
-from abc import ABCMeta
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -39,36 +37,10 @@ from genarm.reward_weights import (
     resolve_reward_weights,
 )
 
-__all__ = ["GenARMLogitsProcessor", "processor_for", "Runner"]
+__all__ = ["GenARMLogitsProcessor", "Runner"]
 
 
 Runner = Literal["v1", "v2"]
-
-
-class _DeploymentBound(ABCMeta):
-    """Metaclass of the processor classes ``processor_for`` makes: one per ARM set."""
-
-
-def processor_for(specs: Sequence[ArmSpec], runner: Runner = "v1") -> type:
-    """The processor class for a deployment serving ``specs`` on vLLM's ``runner``.
-
-    The specs ride on the class because vLLM gives ``validate_params`` (a
-    classmethod, run in the front-end process at admission) nothing else; the
-    same class is what vLLM ships to its engine processes, so both sides see
-    one ARM list, with no process-global state (two deployments in one process
-    keep theirs apart).
-    """
-    if runner == "v2":
-        from genarm.engine.logits_processor_v2 import GenARMLogitsProcessorV2 as base
-    else:
-        base = GenARMLogitsProcessor
-    return _DeploymentBound(base.__name__, (base,), {"specs": tuple(specs)})
-
-
-# vLLM's CPU build spawns its engine processes and pickles the config, this class
-# with it: pickle would look a made class up by name and fail, so it is rebuilt
-# from its specs instead.
-copyreg.pickle(_DeploymentBound, lambda cls: (processor_for, (cls.specs, cls.runner)))
 
 
 def validate_reward_weights(specs: Sequence[ArmSpec], sampling_params: Any) -> None:
@@ -127,7 +99,7 @@ class FusionOutput:
 class GenARMLogitsProcessor(LogitsProcessor):
     """Fuses base and ARM log-probabilities with per-request reward weights (V1).
 
-    Use ``processor_for(specs)``; this class itself serves no ARMs.
+    Use ``deployment_processor.processor_for(specs)``; this class itself serves no ARMs.
     """
 
     specs: tuple[ArmSpec, ...] = ()

@@ -39,7 +39,7 @@ from genarm.reward_weights import ArmSpec
 class GenARMLogitsProcessorV2(LogitsProcessor):
     """Fuses base and ARM log-probabilities with per-request reward weights (V2).
 
-    Use ``processor_for(specs, "v2")``; this class itself serves no ARMs.
+    Use ``deployment_processor.processor_for(specs, "v2")``; this class itself serves no ARMs.
     """
 
     specs: tuple[ArmSpec, ...] = ()
