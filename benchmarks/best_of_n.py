@@ -39,8 +39,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.quality import HH_HELD_OUT, hh_prompts, mean_ci  # noqa: E402
-from benchmarks.quality import server_config as quality_server_config  # noqa: E402
+from benchmarks.quality_answers import server_config as quality_server_config  # noqa: E402
+from benchmarks.quality_grid import HH_HELD_OUT, hh_prompts  # noqa: E402
+from benchmarks.quality_scoring import mean_ci  # noqa: E402
 from benchmarks.reports import RESULTS, machine_description  # noqa: E402
 
 ARM = "harmless"

@@ -45,18 +45,12 @@ from benchmarks.http_load import LoadConfig, run_benchmark  # noqa: E402
 from benchmarks.model_sets import (  # noqa: E402
     MODEL_SET_NAMES,
     ModelSet,
-    demo_model_set,
     flop_ceilings,
     model_set,
 )
 from benchmarks.prompts import synthetic_prompts  # noqa: E402
 from benchmarks.reports import RESULTS, machine_description, plot_series, save_json  # noqa: E402
 from genarm.live_server import LiveServer  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-
-# Re-exported: quality.py and soak.py import these from here.
-__all__ = ["REPO", "RESULTS", "demo_model_set", "machine_description", "main"]
 
 
 def _slim(result: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""benchmarks/quality.py's grid, summaries and report on synthetic scores
+"""The quality benchmark's grid, summaries and report (benchmarks/quality*.py) on synthetic scores
 (the benchmark itself needs the demo's models and runs for hours)."""
 
 from __future__ import annotations
@@ -9,6 +9,11 @@ import random
 import pytest
 
 from benchmarks import quality
+from benchmarks.quality_answers import load_answers, parse_candidates, save_answers, unflatten
+from benchmarks.quality_grid import ARMS, EVERYDAY, everyday_grid, weight_grid
+from benchmarks.quality_plot import pareto_front, plot
+from benchmarks.quality_report import everyday_report_markdown, markdown
+from benchmarks.quality_scoring import everyday_summary, mean_ci
 
 
 def _stat(mean: float) -> dict:
@@ -16,27 +21,27 @@ def _stat(mean: float) -> dict:
 
 
 def test_grid_has_every_pair_with_unguided_then_each_arm_alone_first():
-    grid = quality.weight_grid((0.0, 1.0, 3.0))
+    grid = weight_grid((0.0, 1.0, 3.0))
     assert len(grid) == 9 and len({tuple(w.values()) for w in grid}) == 9
     assert grid[0] == {"harmless": 0.0, "concise": 0.0}
     assert [w["harmless"] for w in grid[1:3]] == [1.0, 3.0] and grid[1]["concise"] == 0
     assert [w["concise"] for w in grid[3:5]] == [1.0, 3.0] and grid[3]["harmless"] == 0
     assert all(w["harmless"] > 0 and w["concise"] > 0 for w in grid[5:])
-    assert len(quality.weight_grid()) == 25  # 5 x 5 by default
+    assert len(weight_grid()) == 25  # 5 x 5 by default
 
 
 def test_grid_without_mixes_is_unguided_then_each_arm_alone():
-    grid = quality.weight_grid((0.0, 1.0, 2.0, 3.0), mixes=False)
-    assert grid == quality.weight_grid((0.0, 1.0, 2.0, 3.0))[:7]
+    grid = weight_grid((0.0, 1.0, 2.0, 3.0), mixes=False)
+    assert grid == weight_grid((0.0, 1.0, 2.0, 3.0))[:7]
     assert all(min(w.values()) == 0 for w in grid) and len(grid) == 7
 
 
 def test_candidate_arms_parse_as_name_and_absolute_folder(tmp_path):
-    parsed = quality.parse_candidates([f"concise={tmp_path}/run"])
+    parsed = parse_candidates([f"concise={tmp_path}/run"])
     assert parsed == {"concise": str(tmp_path / "run")}
     for bad in ("concise", "=dir", "concise="):
         with pytest.raises(SystemExit, match="NAME=ADAPTER_DIR"):
-            quality.parse_candidates([bad])
+            parse_candidates([bad])
 
 
 def test_answers_come_back_to_their_setting_then_the_everyday_ones():
@@ -44,17 +49,17 @@ def test_answers_come_back_to_their_setting_then_the_everyday_ones():
     run): each goes back to its objective, setting and prompt, the rest to the
     everyday settings in order (a strict zip over the whole list once refused it)."""
     prompts = {"harmless": ["h0", "h1"], "concise": ["c0"]}
-    grid = quality.weight_grid((0.0, 1.0), mixes=False)
+    grid = weight_grid((0.0, 1.0), mixes=False)
     where = [(o, g, p) for o, items in prompts.items() for g in range(3) for p in range(2)]
     where = [w for w in where if w[2] < len(prompts[w[0]])]
-    everyday = [{"text": f"e{s}-{q}"} for s in range(5) for q in range(len(quality.EVERYDAY))]
+    everyday = [{"text": f"e{s}-{q}"} for s in range(5) for q in range(len(EVERYDAY))]
     flat = [{"text": f"{o}{g}{p}"} for o, g, p in where] + everyday
-    answers, rows = quality.unflatten(prompts, grid, where, flat)
+    answers, rows = unflatten(prompts, grid, where, flat)
     assert answers["harmless"][2][1] == {"text": "harmless21"}
     assert answers["concise"][1] == [{"text": "concise10"}]
     assert [r[0]["text"] for r in rows] == [f"e{s}-0" for s in range(5)]
     with pytest.raises(ValueError, match="everyday answers"):
-        quality.unflatten(prompts, grid, where, flat[:-1])
+        unflatten(prompts, grid, where, flat[:-1])
 
 
 def test_pareto_front_keeps_only_settings_not_beaten_on_both():
@@ -62,30 +67,28 @@ def test_pareto_front_keeps_only_settings_not_beaten_on_both():
         {"harmless_judge": _stat(h), "concise_reward": _stat(c), "name": n}
         for h, c, n in ((1, -100, "a"), (2, -120, "b"), (0.5, -90, "c"), (0.8, -110, "d"))
     ]
-    assert [r["name"] for r in quality.pareto_front(rows)] == ["b", "a", "c"]
+    assert [r["name"] for r in pareto_front(rows)] == ["b", "a", "c"]
 
 
 def test_everyday_summary_counts_distinct_answers_and_the_shortest():
-    grid = quality.everyday_grid()
+    grid = everyday_grid()
     assert len(grid) == 5
     answers = []
     for s, weights in enumerate(grid):
         short = weights["concise"] == 3.0
-        answers.append(
-            [{"text": "w " * (3 if short else 10 + s) + str(s)} for _ in quality.EVERYDAY]
-        )
-    summary = quality.everyday_summary(answers)
-    assert summary["all_distinct"] == len(quality.EVERYDAY)
-    assert summary["concise_max_shortest"] == len(quality.EVERYDAY)
-    same = [[{"text": "same"} for _ in quality.EVERYDAY] for _ in grid]
-    summary = quality.everyday_summary(same)
+        answers.append([{"text": "w " * (3 if short else 10 + s) + str(s)} for _ in EVERYDAY])
+    summary = everyday_summary(answers)
+    assert summary["all_distinct"] == len(EVERYDAY)
+    assert summary["concise_max_shortest"] == len(EVERYDAY)
+    same = [[{"text": "same"} for _ in EVERYDAY] for _ in grid]
+    summary = everyday_summary(same)
     assert summary["all_distinct"] == 0 and summary["concise_max_shortest"] == 0
 
 
 def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
     rng = random.Random(0)
     rows = []
-    for weights in quality.weight_grid():
+    for weights in weight_grid():
         row = {
             "weights": weights,
             "perplexity": 3.0 + rng.random(),
@@ -96,12 +99,10 @@ def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
             row[metric] = _stat(rng.uniform(-5, 5))
             row[f"{metric}_vs_base"] = _stat(rng.uniform(-1, 1))
         rows.append(row)
-    everyday = quality.everyday_summary(
-        [[{"text": f"answer {s}"} for _ in quality.EVERYDAY] for s in range(5)]
-    )
+    everyday = everyday_summary([[{"text": f"answer {s}"} for _ in EVERYDAY] for s in range(5)])
     accuracy = {
         arm: {"pairs": 10, "max_length": 192, "max_response": 64, "base": 0.5, "arm": 0.7}
-        for arm in quality.ARMS
+        for arm in ARMS
     }
     report = {
         "created": "now",
@@ -115,16 +116,16 @@ def test_report_writes_markdown_and_the_trade_off_plot(tmp_path):
         "everyday_max_tokens": 48,
         "accuracy": {**accuracy, "judge": {"pairs": 10, "accuracy": 0.6}},
     }
-    rows[3]["instructions_refused"] = quality.mean_ci([1.0, 0.0, 0.0, 0.0])
-    text = quality.markdown(report)
+    rows[3]["instructions_refused"] = mean_ci([1.0, 0.0, 0.0, 0.0])
+    text = markdown(report)
     assert text.count("\n| harmless=") == 25 and "Everyday questions" in text
     assert text.count(" | 25% | ") == 25  # the repeated-4-gram share of every setting
     # The refusal share where measured (CI clamped to [0, 1]); older reports: a dash.
     assert text.count(" | 25% [0%, 74%] |\n") == 1 and text.count(" | — |\n") == 24
-    quality.plot(report, tmp_path / "q.png")
+    plot(report, tmp_path / "q.png")
     assert (tmp_path / "q.png").stat().st_size > 10_000
     alone = [r for r in rows if min(r["weights"].values()) == 0]  # a --no-mixes run
-    quality.plot({**report, "grid": alone}, tmp_path / "alone.png")
+    plot({**report, "grid": alone}, tmp_path / "alone.png")
     assert (tmp_path / "alone.png").stat().st_size > 10_000
 
 
@@ -132,16 +133,16 @@ def test_answers_are_saved_for_a_rescore_with_the_settings_that_made_them(tmp_pa
     args = quality.parse_args(["--answers-dir", str(tmp_path), "--temperature", "0.3"])
     args.candidates = {"concise": "/somewhere/concise-stopping"}
     prompts = {"harmless": [[{"role": "user", "content": "hi"}]], "concise": []}
-    grid = quality.weight_grid((0.0, 1.0))
+    grid = weight_grid((0.0, 1.0))
     answers = {"harmless": [[{"text": "hello", "finished": True}] for _ in grid], "concise": []}
     everyday = [[{"text": "sleep more"}]]
-    path = quality.save_answers(args, "quality_demo_x", prompts, grid, answers, everyday)
+    path = save_answers(args, "quality_demo_x", prompts, grid, answers, everyday)
     assert path == tmp_path / "quality_demo_x_answers.json"
     fresh = argparse.Namespace()
-    assert quality.load_answers(path, fresh) == (prompts, grid, answers, everyday)
+    assert load_answers(path, fresh) == (prompts, grid, answers, everyday)
     assert fresh.temperature == 0.3 and fresh.candidates == args.candidates
     assert fresh.max_tokens == 128 and fresh.dtype is None
-    assert fresh.everyday_questions == list(quality.EVERYDAY)
+    assert fresh.everyday_questions == list(EVERYDAY)
 
 
 def test_everyday_questions_come_from_a_file_and_bad_files_are_refused(tmp_path):
@@ -153,13 +154,13 @@ def test_everyday_questions_come_from_a_file_and_bad_files_are_refused(tmp_path)
     questions = args.everyday_questions
     assert questions[1] == "How do I boil an egg?"
     flat = [{"text": f"e{s}-{q}"} for s in range(5) for q in range(3)]
-    _, rows = quality.unflatten({}, [], [], flat, len(questions))
-    summary = quality.everyday_summary(rows, questions)
+    _, rows = unflatten({}, [], [], flat, len(questions))
+    summary = everyday_summary(rows, questions)
     assert [q["question"] for q in summary["questions"]] == questions
     assert summary["questions"][2]["answers"]["harmless=0, concise=0"] == "e0-2"
     assert summary["all_distinct"] == 3
     with pytest.raises(ValueError, match="everyday answers"):
-        quality.unflatten({}, [], [], flat, 4)
+        unflatten({}, [], [], flat, 4)
     for text in ("[]", '["ok", 3]', '{"q": "x"}', "not json", '[" "]'):
         bad = tmp_path / "bad.json"
         bad.write_text(text)
@@ -177,9 +178,9 @@ def test_everyday_only_report_names_the_command_models_and_counts():
         "dtype": None,
         "arms": {"harmless": "configs/arms/harmless", "concise": "configs/arms/concise"},
         "everyday_max_tokens": 128,
-        "everyday": quality.everyday_summary(rows, ["Q one?", "Q two?"]),
+        "everyday": everyday_summary(rows, ["Q one?", "Q two?"]),
     }
-    text = quality.everyday_report_markdown(report)
+    text = everyday_report_markdown(report)
     assert "`python -m benchmarks.quality --everyday-only`" in text
     assert "concise = `configs/arms/concise`" in text and "the demo config" in text
     assert "greedy, 128 tokens" in text
