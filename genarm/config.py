@@ -134,8 +134,9 @@ class EngineConfig(_Strict):
     master_port: int = Field(default=29501, ge=1, le=65535)
     max_num_seqs: int = Field(default=64, ge=1)
     max_num_batched_tokens: int | None = Field(default=None, ge=16)
-    # Compiled by default (up to 1.8x eager's decode speed on CPU, README); the first
-    # start of a deployment compiles, later ones load the graphs from vLLM's cache.
+    # Compiled by default (1.02-1.17x eager's decode speed at concurrency 16 on a
+    # 2-core Intel Xeon, docs/config.md); the first start of a deployment
+    # compiles, later ones load the graphs from vLLM's cache.
     enforce_eager: bool = False
     enable_prefix_caching: bool = True
     kv_cache_gib: float | None = Field(

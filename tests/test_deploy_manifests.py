@@ -31,7 +31,7 @@ GUIDE = ROOT / "docs" / "deploy.md"
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 GPU = "nvidia.com/gpu"
 # Not read from the source: an allowance for the engine processes' teardown on GPUs
-# (docs/deploy.md, "Graceful shutdown"; 6.6 s measured on CPU in the README).
+# (docs/deploy.md, "Graceful shutdown").
 ENGINE_TEARDOWN_SECONDS = 15
 # A cold start compiles base and ARMs: the startup probe must allow at least this.
 MIN_STARTUP_WINDOW_SECONDS = 20 * 60

@@ -2,15 +2,12 @@
 
 The server wants an API key, so the page has to ask for it before anything
 else works. One server and one page serve the whole module, in file order.
-Set GENARM_UPDATE_SCREENSHOT=1 to refresh docs/screenshot.png.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +17,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from genarm.clients import GenARMClient
-from genarm.live_server import LiveServer
-from genarm.tiny_models import tiny_config_dict
+
+from conftest import TINY_SERVER_API_KEY, TINY_SERVER_CONTEXT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -34,9 +31,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-API_KEY = "web-test-key"
-# The tiny model's whole position range: room for the long answer the Stop test interrupts.
-CONTEXT = 2048
+API_KEY = TINY_SERVER_API_KEY
+CONTEXT = TINY_SERVER_CONTEXT
 PROMPT = "Tell me a short story about a dragon."
 MAX_TOKENS = 32
 # Two tests need the answer to reach the page slowly, however fast the model is, so
@@ -52,7 +48,6 @@ STREAM_BYTES_PER_S = 16_000
 # to read it, so Stop surely lands mid-answer, and the stopped answer ends at once.
 STOP_TOKENS = 1500
 STOP_BYTES_PER_S = 2_000
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
@@ -61,12 +56,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tiny_reward_models, tmp_path_factory):
-    config = tiny_config_dict(tiny_models, max_model_len=CONTEXT)
-    config["server"] = {"api_keys": [API_KEY]}
-    config["reward_models"] = [{"name": "aspects", "model": tiny_reward_models["three"]}]
-    with LiveServer(config, workdir=tmp_path_factory.mktemp("web-server")) as live:
-        yield live
+def server(tiny_server):
+    return tiny_server
 
 
 @pytest.fixture(scope="module")
@@ -310,9 +301,6 @@ def test_compare_mode_two_answers_side_by_side(page, server, client, tmp_path):
     shot = tmp_path / "screenshot.png"
     page.screenshot(path=str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
-    if os.environ.get("GENARM_UPDATE_SCREENSHOT"):
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
 
 
 def test_server_errors_appear_in_words(page, server):
@@ -378,7 +366,8 @@ def test_best_of_n_control(page, server):
     """Candidates > 1 sends rerank with the chosen reward model; the answer shown is
     the best candidate, and the line under it says so."""
     assert page.locator("#rerank-section").is_visible()
-    assert page.locator("#rerank-model option").all_text_contents() == ["aspects"]
+    assert page.locator("#rerank-model option").all_text_contents() == ["judge", "aspects"]
+    page.select_option("#rerank-model", "aspects")
     page.uncheck("#compare")
     set_slider(page, "#temperature", 20)  # 1.0: candidates must differ
     page.fill("#max-tokens", "8")
