@@ -1,5 +1,7 @@
-# Two commands: `make test` and `make serve`. Both set up .venv first, idempotently:
-# each step leaves a stamp file and is skipped when its inputs have not changed.
+# Two commands: `make serve` and `make test` (`make test-fast` for the edit loop). Each
+# sets up .venv first, idempotently: each step leaves a stamp file and is skipped when
+# its inputs have not changed. Serving needs the project and the demo's base model;
+# the tests also need headless Chromium and guidellm's own venv.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,9 +9,10 @@ STAMPS := $(VENV)/.stamps
 CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow serve lint format clean
+.PHONY: setup setup-serve test test-fast test-slow serve lint format clean
 
-setup: $(STAMPS)/project $(STAMPS)/smollm2 $(STAMPS)/chromium $(STAMPS)/guidellm
+setup-serve: $(STAMPS)/project $(STAMPS)/smollm2
+setup: setup-serve $(STAMPS)/chromium $(STAMPS)/guidellm
 
 $(STAMPS)/venv:
 	$(PYTHON) -m venv $(VENV)
@@ -61,23 +64,29 @@ $(STAMPS)/chromium: $(STAMPS)/venv
 	touch $@
 
 # Everything, the slow tests included (tensor parallel, schema fuzzing, third-party
-# clients): about 40 minutes of tests on 2 cores after a 4-minute set-up (a fresh clone's
-# `.ci/run`, 2026-11-29: 2,360 s of tests, 46 min in all), inside CI's 90. (A bare `pytest` skips the slow ones, for quick local runs.)
+# clients, the image recipe). A bare `pytest` skips the slow ones.
 test: setup
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+# The edit loop: no vLLM engine, no server, no training run.
+test-fast: $(STAMPS)/project
+	$(BIN)/python -m pytest -m "not slow and not engine" $(PYTEST_ARGS)
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-serve: setup
+serve: setup-serve
 	$(BIN)/genarm prepare-demo
 	$(BIN)/genarm serve --config $(CONFIG)
 
-lint: setup
+# ruff, and the layout rules (.ci/check_layout.py): no file outside tests/ over 400
+# lines, no import cycle among the project's modules.
+lint: $(STAMPS)/project
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python .ci/check_layout.py
 
-format: setup
+format: $(STAMPS)/project
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 

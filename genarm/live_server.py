@@ -124,12 +124,17 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             raise TimeoutError(f"server still running after {timeout} s:\n{self.log()}") from None
 
-    def log(self, tail: int = 6000) -> str:
-        return self.log_path.read_text()[-tail:] if self.log_path.exists() else ""
+    def log(self, tail: int | None = 6000) -> str:
+        """The server's output so far: its last ``tail`` characters, or all of it."""
+        if not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text()
+        return text if tail is None else text[-tail:]
 
-    def metric(self, name: str) -> float | None:
-        """Sum of a Prometheus metric's samples (all label sets) from /metrics."""
-        return _metric_sum(httpx.get(f"{self.url}/metrics", timeout=10).text, name)
+    def metric(self, name: str, **labels: str) -> float | None:
+        """Sum of a Prometheus metric's samples from /metrics: those with all of
+        ``labels``, or every label set."""
+        return _metric_sum(httpx.get(f"{self.url}/metrics", timeout=10).text, name, labels)
 
     async def ametric(self, client: httpx.AsyncClient, name: str) -> float | None:
         """``metric`` without blocking the caller's event loop, where the test's own
@@ -163,11 +168,13 @@ class LiveServer:
         self.stop()
 
 
-def _metric_sum(text: str, name: str) -> float | None:
-    """Sum of a metric's samples (all label sets) in Prometheus text, None if absent."""
+def _metric_sum(text: str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """Sum of a metric's samples in Prometheus text (those carrying every one of
+    ``labels``, else all label sets), None if absent."""
+    wanted = [f'{key}="{value}"' for key, value in (labels or {}).items()]
     values = [
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith((name + " ", name + "{"))
+        if line.startswith((name + " ", name + "{")) and all(w in line for w in wanted)
     ]
     return sum(values) if values else None

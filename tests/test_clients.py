@@ -11,20 +11,17 @@ import openai
 import pytest
 
 from genarm.clients import Arm, AsyncGenARMClient, GenARMClient, reward_weights_of
-from genarm.live_server import LiveServer
-from genarm.tiny_models import tiny_config_dict
 
-API_KEY = "client-test-key"
+from conftest import TINY_SERVER_API_KEY
+
+API_KEY = TINY_SERVER_API_KEY
 QUESTION = "Tell me about dragons."
 GREEDY = {"temperature": 0.0, "max_tokens": 12}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tmp_path_factory):
-    config = tiny_config_dict(tiny_models)
-    config["server"] = {"api_keys": [API_KEY]}
-    with LiveServer(config, workdir=tmp_path_factory.mktemp("clients-server")) as live:
-        yield live
+def server(tiny_server):
+    return tiny_server
 
 
 @pytest.fixture(scope="module")

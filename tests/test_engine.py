@@ -15,6 +15,8 @@ from genarm.tiny_models import tiny_config_dict
 
 from support import chat_prompt_ids, shutdown_llm
 
+pytestmark = pytest.mark.engine  # every test here starts a vLLM engine
+
 PROMPTS = ["Tell me a short story about a dragon.", "What does the license allow?"]
 MAX_TOKENS = 32
 LOGPROB_POSITIONS = 8

@@ -23,6 +23,8 @@ from genarm.tiny_models import TINY_SHAPES, make_llama, tiny_config_dict
 
 from support import _tokenizer, chat_prompt_ids, shutdown_llm
 
+pytestmark = pytest.mark.engine  # every test here starts a vLLM engine
+
 
 def _aot_artifacts(cache_root) -> dict[str, int]:
     """AOT cache key -> modification time of its saved artifact."""

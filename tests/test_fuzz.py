@@ -28,7 +28,7 @@ from genarm.tiny_models import tiny_config_dict
 
 from support import strict_json
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.engine]
 
 EXAMPLES = int(os.environ.get("GENARM_FUZZ_EXAMPLES", "40"))  # per operation and mode
 SEED = int(os.environ.get("GENARM_FUZZ_SEED", "20261128"))

@@ -114,6 +114,7 @@ def scratch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.engine
 @pytest.mark.timeout(2700)  # a pip install of torch + vLLM, then a cold compiled start
 def test_cpu_image_recipe_serves_the_demo(scratch):
     tmp_path = scratch

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 
 from genarm.clients.weight_args import WeightArgError, parse_reward_weights, parse_weight_ranges
-from genarm.live_server import LiveServer
-from genarm.tiny_models import tiny_config_dict
 
 # benchmarks/ is a folder of the repository, not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,14 +20,14 @@ from benchmarks.http_load import LoadConfig, run_benchmark  # noqa: E402
 from benchmarks.latency_stats import LATENCY_METRICS  # noqa: E402
 from benchmarks.reports import format_result, plot_series  # noqa: E402
 
+from conftest import TINY_SERVER_API_KEY  # noqa: E402
+
 NUM, CONCURRENCY, OUTPUT_LEN = 6, 2, 8
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tmp_path_factory):
-    config = tiny_config_dict(tiny_models, arms=("arm_a",))
-    with LiveServer(config, workdir=tmp_path_factory.mktemp("load-server")) as live:
-        yield live
+def server(tiny_server):
+    return tiny_server
 
 
 def _check_counts(result: dict, sent: int) -> None:
@@ -48,6 +46,7 @@ def _check_counts(result: dict, sent: int) -> None:
 def test_completions_fixed_lengths_and_random_weights(server, tiny_models, tmp_path):
     cfg = LoadConfig(
         base_url=server.url,
+        api_key=TINY_SERVER_API_KEY,
         tokenizer=str(tiny_models["base"]),
         num_prompts=NUM,
         input_len=12,
@@ -82,6 +81,7 @@ def test_chat_and_failed_requests_are_counted(server):
     # An unknown ARM is refused with a 400: failed requests, counted, not raised.
     bad = LoadConfig(
         base_url=server.url,
+        api_key=TINY_SERVER_API_KEY,
         endpoint="chat",
         num_prompts=3,
         output_len=4,
@@ -96,6 +96,7 @@ def test_chat_and_failed_requests_are_counted(server):
 
     good = LoadConfig(
         base_url=server.url + "/v1",
+        api_key=TINY_SERVER_API_KEY,
         endpoint="chat",
         num_prompts=4,
         output_len=OUTPUT_LEN,

