@@ -39,10 +39,17 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.quality_answers import model_set as quality_model_set  # noqa: E402
 from benchmarks.quality_answers import server_config as quality_server_config  # noqa: E402
 from benchmarks.quality_grid import HH_HELD_OUT, hh_prompts  # noqa: E402
+from benchmarks.quality_report import arm_files  # noqa: E402
 from benchmarks.quality_scoring import mean_ci  # noqa: E402
-from benchmarks.reports import RESULTS, machine_description  # noqa: E402
+from benchmarks.reports import (  # noqa: E402
+    RESULTS,
+    folder_markdown,
+    folder_record,
+    machine_description,
+)
 
 ARM = "harmless"
 
@@ -100,6 +107,13 @@ def _fmt(stat: dict[str, float]) -> str:
     return f"{stat['mean']:+.2f} [{stat['ci_low']:+.2f}, {stat['ci_high']:+.2f}]"
 
 
+def _arm_lines(report: dict[str, Any]) -> list[str]:
+    """The ARM's folder and hash; none for reports written before they were recorded."""
+    if "arm" not in report:
+        return []
+    return [f"ARM adapter: {ARM} = {folder_markdown(report['arm'])}.", ""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Best-of-N on held-out HH-RLHF dialogues ({report['created']})",
@@ -108,10 +122,12 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['prompts']} dialogues, {report['candidates']} candidates each per weight "
         f"(temperature {report['temperature']}, at most {report['max_tokens']} tokens); "
-        f"selector `{report['selector']}`, evaluator `{report['evaluator']}` "
+        f"selector {folder_markdown(report['selector'])}, "
+        f"evaluator {folder_markdown(report['evaluator'])} "
         "(the evaluator never selects). Means with 95% CIs over dialogues; best-of-k from "
         "the same candidates (unbiased over all k-subsets).",
         "",
+        *_arm_lines(report),
         "| harmless weight | best of | evaluator score | gain vs plain (weight 0) "
         "| selector score | finished | tokens per prompt |",
         "|---|---|---|---|---|---|---|",
@@ -224,18 +240,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def model_files(args: argparse.Namespace, arm: bool = True) -> dict[str, dict[str, str | None]]:
+    """The selector's, the evaluator's and (with ``arm``) the ARM's folders, each with
+    the hash of its files, as the report records them."""
+    files = {name: folder_record(getattr(args, name)) for name in ("selector", "evaluator")}
+    if arm:
+        files["arm"] = arm_files(quality_model_set(), (ARM,))[ARM]
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     if args.from_answers:
-        answers = json.loads(Path(args.from_answers).expanduser().read_text())["answers"]
+        saved = json.loads(Path(args.from_answers).expanduser().read_text())
+        answers = saved["answers"]
+        # Answers saved before the models' hashes were: the judges' folders as they are
+        # now, and no ARM (summarising needs no demo models, so none may be prepared).
+        models = saved.get("models") or model_files(args, arm=False)
     else:
+        models = model_files(args)  # hashed before answering, saved with the answers
         prompts = hh_prompts(args.hh_held_out, args.num_prompts, args.seed)
         answers = generate(prompts, args)
     stamp = f"{dt.datetime.now():%Y%m%d-%H%M%S}"
     answers_path = Path(args.answers_dir).expanduser() / f"best_of_n_{stamp}_answers.json"
     answers_path.parent.mkdir(parents=True, exist_ok=True)
-    answers_path.write_text(json.dumps({"answers": answers}))
+    answers_path.write_text(json.dumps({"answers": answers, "models": models}))
     report = {
         "created": dt.datetime.now().isoformat(timespec="seconds"),
         "command": "python -m benchmarks.best_of_n "
@@ -246,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "temperature": args.temperature,
         "max_tokens": args.max_tokens,
         "dtype": args.dtype,
-        "selector": args.selector,
-        "evaluator": args.evaluator,
+        **models,
         "generation_seconds": None if args.from_answers else time.monotonic() - started,
         "rows": summarize(answers, args.sizes),
         "answers_file": str(answers_path),

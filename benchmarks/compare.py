@@ -49,13 +49,33 @@ from benchmarks.model_sets import (  # noqa: E402
     model_set,
 )
 from benchmarks.prompts import synthetic_prompts  # noqa: E402
-from benchmarks.reports import RESULTS, machine_description, plot_series, save_json  # noqa: E402
+from benchmarks.reports import (  # noqa: E402
+    RESULTS,
+    folder_record,
+    machine_description,
+    plot_series,
+    save_json,
+)
 from genarm.live_server import LiveServer  # noqa: E402
 
 
 def _slim(result: dict[str, Any]) -> dict[str, Any]:
     """A result without the per-token lists (kept per request: lengths, TTFT, E2E)."""
     return {k: v for k, v in result.items() if k not in ("itls", "output_token_ids")}
+
+
+def model_set_files(models: ModelSet) -> dict[str, Any]:
+    """The model set as the report records it: each folder as ``{"path", "sha256"}``
+    (None where an ARM has no such source), and the dtype."""
+    records: dict[str, dict[str, str | None]] = {}
+
+    def record(path: str | None) -> dict[str, str | None] | None:
+        if path is not None and path not in records:  # the base is also each LoRA's base
+            records[path] = folder_record(path)
+        return None if path is None else records[path]
+
+    arms = {name: {k: record(v) for k, v in source.items()} for name, source in models.arms.items()}
+    return {"base": record(models.base), "arms": arms, "dtype": models.dtype}
 
 
 def run_server_system(
@@ -190,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.isoformat(timespec="seconds"),
         "seconds": (dt.datetime.now() - started).total_seconds(),
         "models": args.models,
-        "model_set": {"base": models.base, "arms": models.arms, "dtype": models.dtype},
+        "model_set": model_set_files(models),
         "notes": models.notes,
         "quick": args.quick,
         "enforce_eager": args.eager,

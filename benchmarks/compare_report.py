@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from benchmarks.reports import folder_markdown
+
 
 def _ratio(a: float, b: float) -> float | None:
     """a / b, or None where either system did not run (shown as "-", not 0.00)."""
@@ -84,6 +86,18 @@ def format_table(rows: list[dict], systems: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _models_lines(model_set: dict[str, Any] | None) -> list[str]:
+    """The base's and each ARM's folder with its hash; none for reports written before
+    hashes were recorded (their folders are bare paths, which their markdown never showed)."""
+    if not model_set or not isinstance(model_set["base"], dict):
+        return []
+    arms = [
+        f"{name} {folder_markdown(source.get('model') or source['adapter'])}"
+        for name, source in model_set["arms"].items()
+    ]
+    return [f"Models: base {folder_markdown(model_set['base'])}; ARMs {', '.join(arms)}."]
+
+
 def summary_markdown(
     report: dict[str, Any], systems: dict[str, list[dict]], started: dt.datetime, table: str
 ) -> str:
@@ -121,6 +135,7 @@ def summary_markdown(
                 if "tokens_per_chunk" in r
             )
             + ".",
+            *_models_lines(report.get("model_set")),
             "",
             "Output tok/s and median latencies:",
             "",

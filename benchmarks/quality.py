@@ -61,9 +61,9 @@ from benchmarks.quality_grid import (
     weight_grid,
 )
 from benchmarks.quality_plot import plot
-from benchmarks.quality_report import everyday_report_markdown, markdown, report_head
+from benchmarks.quality_report import arm_files, everyday_report_markdown, markdown, report_head
 from benchmarks.quality_scoring import everyday_summary, preference_accuracies, score
-from benchmarks.reports import REPO, RESULTS, save_json
+from benchmarks.reports import REPO, RESULTS, folder_record, save_json, shown_path
 
 JUDGE = REPO / "configs" / "judges" / "harmless"
 
@@ -161,7 +161,7 @@ def everyday_only(args: argparse.Namespace, command: str) -> int:
     stem = args.out / f"everyday_demo_{dt.datetime.now():%Y%m%d-%H%M%S}"
     _, everyday = generate({}, [], args)
     report = {
-        **report_head(args, command, model_set(args.candidates)),
+        **report_head(args, command, arm_files(model_set(args.candidates))),
         "everyday_max_tokens": args.everyday_max_tokens,
         "everyday": everyday_summary(everyday, args.everyday_questions),
     }
@@ -188,8 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     stem = args.out / f"quality_demo_{dt.datetime.now():%Y%m%d-%H%M%S}"
     if args.from_answers:
         answers_path = Path(args.from_answers).expanduser()
+        args.arm_files = None  # answers saved before ARM hashes were: hash the folders now
         prompts, grid, answers, everyday = load_answers(answers_path, args)
     else:
+        # Hashed before answering, and saved with the answers: a rescore names the
+        # adapters that answered, even if their folders have changed since.
+        args.arm_files = arm_files(model_set(args.candidates))
         prompts = {
             "harmless": hh_prompts(args.hh_held_out, args.num_prompts, args.seed),
             "concise": instruction_prompts(args.num_prompts),
@@ -202,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     judge = Judge.load(args.judge, bf16=False if args.dtype == "float32" else None)
     models = model_set(args.candidates)
     report = {
-        **report_head(args, command, models),
+        **report_head(args, command, args.arm_files or arm_files(models)),
         "prompts": {o: len(items) for o, items in prompts.items()},
         "temperature": args.temperature,
         "max_tokens": args.max_tokens,
-        "judge": str(args.judge),
+        "judge": folder_record(args.judge, shown_path(args.judge)),
         "grid": score(prompts, answers, grid, judge, models.base),
         "everyday_max_tokens": args.everyday_max_tokens,
         "everyday": everyday_summary(everyday, args.everyday_questions) if everyday else None,

@@ -144,6 +144,7 @@ def save_answers(
         "everyday_max_tokens": args.everyday_max_tokens,
         "everyday_questions": args.everyday_questions,
         "candidates": args.candidates,
+        "arm_files": getattr(args, "arm_files", None),  # their hashes when they answered
     }
     saved = {"prompts": prompts, "grid": grid, "answers": answers, "everyday": everyday}
     path.write_text(json.dumps({**saved, "settings": settings}))

@@ -6,28 +6,34 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
+from benchmarks.model_sets import ModelSet
 from benchmarks.quality_grid import ARMS, label
-from benchmarks.reports import REPO, machine_description
+from benchmarks.reports import folder_markdown, folder_record, machine_description, shown_path
 
 
-def report_head(args: argparse.Namespace, command: str, models) -> dict[str, Any]:
-    """What every report of this benchmark opens with: when, how, where, which models."""
+def report_head(
+    args: argparse.Namespace, command: str, arms: dict[str, dict[str, str | None]]
+) -> dict[str, Any]:
+    """What every report of this benchmark opens with: when, how, where, which ARMs
+    (``arm_files``)."""
     return {
         "created": dt.datetime.now().isoformat(timespec="seconds"),
         "command": command,
         "machine": machine_description(),
         "dtype": args.dtype,
-        "arms": {name: _shown(models.arms[name]["adapter"]) for name in ARMS},
+        "arms": arms,
     }
 
 
-def _shown(path: str) -> str:
-    """A path as the report shows it: relative to the repository when inside it."""
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+def arm_files(models: ModelSet, names: tuple[str, ...] = ARMS) -> dict[str, dict[str, str | None]]:
+    """Each ARM's adapter folder as a report records it: its path (relative to the
+    repository when inside it) and the hash of its files."""
+    return {
+        name: folder_record(models.arms[name]["adapter"], shown_path(models.arms[name]["adapter"]))
+        for name in names
+    }
 
 
 def _share(stat: dict[str, float] | None) -> str:
@@ -38,8 +44,14 @@ def _share(stat: dict[str, float] | None) -> str:
     return f"{stat['mean']:.0%} [{low:.0%}, {high:.0%}]"
 
 
-def _arms_line(arms: dict[str, str]) -> str:
-    return f"ARM adapters: {', '.join(f'{a} = `{p}`' for a, p in arms.items())}."
+def _arms_line(arms: dict[str, str | dict]) -> str:
+    return f"ARM adapters: {', '.join(f'{a} = {folder_markdown(p)}' for a, p in arms.items())}."
+
+
+def _judge_lines(judge: str | dict) -> list[str]:
+    """The judge's folder and hash; none for reports written before hashes were
+    recorded (their judge is a bare path, which their markdown never showed)."""
+    return [f"Judge: {folder_markdown(judge)}.", ""] if isinstance(judge, dict) else []
 
 
 def _fmt(stat: dict[str, float]) -> str:
@@ -59,6 +71,7 @@ def markdown(report: dict[str, Any]) -> str:
         "one seed per prompt shared across weights. Means with 95% CIs.",
         "",
         *([_arms_line(report["arms"]), ""] if report.get("arms") else []),
+        *_judge_lines(report.get("judge")),
         "Δ: the paired difference from the unguided row (same prompt, same seed). "
         "ppl: the base model's perplexity of all the setting's answers; rep: their share of "
         "repeated 4-grams (tokens); finished: the share of answers that ended before "

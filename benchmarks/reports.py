@@ -1,9 +1,11 @@
 """What the benchmarks write: the result text as ``vllm bench serve`` prints it,
-JSON files, the latency-vs-throughput figure, and the description of the machine
-that every saved report carries (numbers mean little without it)."""
+JSON files, the latency-vs-throughput figure, the description of the machine
+that every saved report carries (numbers mean little without it), and the
+model and adapter folders a report names, each with a hash of its files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -65,6 +67,46 @@ def save_json(path: str | Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, default=str))
     return path
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as a report shows it: relative to the repository when inside it."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+
+
+def folder_sha256(folder: str | Path) -> str:
+    """SHA-256 over the files under ``folder``, in the order of their relative paths:
+    each one's relative path, a NUL, then the SHA-256 of its contents (fixed length,
+    so no two folders hash alike by moving bytes between a name and a file)."""
+    root = Path(folder)
+    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for name, path in files:
+        with path.open("rb") as f:
+            contents = hashlib.file_digest(f, "sha256").digest()
+        digest.update(name.encode() + b"\0" + contents)
+    return digest.hexdigest()
+
+
+def folder_record(path: str | Path, shown: str | None = None) -> dict[str, str | None]:
+    """A model or adapter folder as a result JSON names it: ``{"path", "sha256"}``.
+
+    The path alone names a place, and a place is reused (a retrained ARM replaces
+    configs/arms/harmless); the hash names the files that were measured. None
+    where the path is no local folder (a Hub model id)."""
+    folder = Path(path).expanduser()
+    sha256 = folder_sha256(folder) if folder.is_dir() else None
+    return {"path": str(path) if shown is None else shown, "sha256": sha256}
+
+
+def folder_markdown(entry: str | dict[str, str | None]) -> str:
+    """A recorded folder in markdown: `path` and the hash's first 12 digits. Results
+    written before hashes were recorded name the path alone (a string)."""
+    if isinstance(entry, str):
+        return f"`{entry}`"
+    sha256 = entry.get("sha256")
+    return f"`{entry['path']}`" + (f" (sha256 `{sha256[:12]}`)" if sha256 else "")
 
 
 def plot_series(series: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "") -> Path:
