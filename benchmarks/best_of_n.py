@@ -49,6 +49,7 @@ from benchmarks.reports import (  # noqa: E402
     folder_markdown,
     folder_record,
     machine_description,
+    report_heading,
 )
 
 ARM = "harmless"
@@ -116,10 +117,7 @@ def _arm_lines(report: dict[str, Any]) -> list[str]:
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"# Best-of-N on held-out HH-RLHF dialogues ({report['created']})",
-        "",
-        f"`{report['command']}`",
-        "",
+        *report_heading("Best-of-N on held-out HH-RLHF dialogues", report),
         f"{report['prompts']} dialogues, {report['candidates']} candidates each per weight "
         f"(temperature {report['temperature']}, at most {report['max_tokens']} tokens); "
         f"selector {folder_markdown(report['selector'])}, "

@@ -10,7 +10,13 @@ from typing import Any
 
 from benchmarks.model_sets import ModelSet
 from benchmarks.quality_grid import ARMS, label
-from benchmarks.reports import folder_markdown, folder_record, machine_description, shown_path
+from benchmarks.reports import (
+    folder_markdown,
+    folder_record,
+    machine_description,
+    report_heading,
+    shown_path,
+)
 
 
 def report_head(
@@ -60,10 +66,7 @@ def _fmt(stat: dict[str, float]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"# Guidance quality, demo models ({report['created']})",
-        "",
-        f"`{report['command']}`",
-        "",
+        *report_heading("Guidance quality, demo models", report),
         f"{report['prompts']['harmless']} held-out HH-RLHF dialogues (judge score) and "
         f"{report['prompts']['concise']} held-out instructions (concise reward); "
         f"temperature {report['temperature']}, max_tokens {report['max_tokens']}, "
@@ -132,10 +135,7 @@ def _everyday_markdown(everyday: dict[str, Any], max_tokens: int) -> list[str]:
 def everyday_report_markdown(report: dict[str, Any]) -> str:
     """The ``--everyday-only`` report: the command, the models and the table."""
     lines = [
-        f"# Everyday check, demo models ({report['created']})",
-        "",
-        f"`{report['command']}`",
-        "",
+        *report_heading("Everyday check, demo models", report),
         f"Engine dtype {report['dtype'] or 'the demo config'}; {_arms_line(report['arms'])}",
         *_everyday_markdown(report["everyday"], report["everyday_max_tokens"]),
     ]

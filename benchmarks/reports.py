@@ -69,6 +69,12 @@ def save_json(path: str | Path, data: Any) -> Path:
     return path
 
 
+def report_heading(title: str, report: dict[str, Any]) -> list[str]:
+    """A markdown report's first lines: its title with when it was made, then the
+    command that made it (what a reader needs to make it again)."""
+    return [f"# {title} ({report['created']})", "", f"`{report['command']}`", ""]
+
+
 def shown_path(path: str | Path) -> str:
     """A path as a report shows it: relative to the repository when inside it."""
     resolved = Path(path).resolve()
