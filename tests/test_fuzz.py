@@ -20,6 +20,7 @@ from collections import Counter
 import hypothesis
 import pytest
 import schemathesis
+import schemathesis.specs.openapi.schemas  # noqa: F401 - see below
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 
@@ -29,6 +30,10 @@ from genarm.tiny_models import tiny_config_dict
 from support import strict_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine]
+# schemathesis imports its OpenAPI loader lazily, and pytest rewrites a plugin's modules
+# as they load: loaded inside the test, after an earlier test's torch.compile raised the
+# recursion limit in this process, CPython 3.11.7's parser failed on one of them
+# ("AST constructor recursion depth mismatch"). Imported above, it loads at collection.
 
 EXAMPLES = int(os.environ.get("GENARM_FUZZ_EXAMPLES", "40"))  # per operation and mode
 SEED = int(os.environ.get("GENARM_FUZZ_SEED", "20261128"))

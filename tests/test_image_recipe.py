@@ -5,12 +5,16 @@ No container engine runs on the machines this project is built and tested on
 through its recipe: the files the Dockerfile copies, its install script
 (``deploy/image/install.sh``) in a fresh virtualenv, ``genarm prepare-demo``
 and the entrypoint with the default command, under a temporary HOME, then the
-image's HEALTHCHECK command and a chat with the demo's ARMs. Two things differ
+image's HEALTHCHECK command and a chat with the demo's ARMs. Four things differ
 from a real build, and only these: pip reuses this machine's download cache
-(the wheels are the same files), and torch's CPU wheel comes from this
-machine's pip configuration instead of PyTorch's CPU index (TORCH_INDEX_URL
-unset). The Dockerfiles' own instructions (user, volume, health check,
-entrypoint) are checked by reading them.
+(the wheels are the same files); torch's CPU wheel comes from this machine's pip
+configuration instead of PyTorch's CPU index (TORCH_INDEX_URL unset); pip writes
+no bytecode (PIP_NO_COMPILE: the same files installed, minutes less work); and the
+entrypoint is given the demo config in eager mode as its command, as `docker run
+IMAGE --config ...` would, rather than the default compiled one, whose first start
+compiles for minutes (the compiled engine has its own test, test_engine_compiled).
+The Dockerfiles' own instructions (user, volume, health check, entrypoint, the
+default command) are checked by reading them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from genarm.live_server import LiveServer, free_port
 
@@ -90,6 +95,7 @@ def recipe_env(venv: Path, home: Path) -> dict[str, str]:
     """This process's environment as a fresh shell in the venv would see it."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PIP_CACHE_DIR"] = str(Path("~/.cache/pip").expanduser())  # before HOME moves
+    env["PIP_NO_COMPILE"] = "1"
     env.update(HOME=str(home), VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:/usr/bin:/bin")
     env.pop("GENARM_CACHE", None)
     return env
@@ -115,7 +121,7 @@ def scratch(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.engine
-@pytest.mark.timeout(2700)  # a pip install of torch + vLLM, then a cold compiled start
+@pytest.mark.timeout(2700)  # a pip install of torch + vLLM, then the demo's start
 def test_cpu_image_recipe_serves_the_demo(scratch):
     tmp_path = scratch
     app, home, venv = tmp_path / "app", tmp_path / "home", tmp_path / "venv"
@@ -134,9 +140,13 @@ def test_cpu_image_recipe_serves_the_demo(scratch):
     run_step([str(venv / "bin/genarm"), "prepare-demo"], app, env, timeout=1200)
     assert (home / ".cache/genarm/smollm2-135m-instruct/config.json").is_file()
 
-    # ENTRYPOINT + CMD, with a free port instead of the image's 8000.
+    # ENTRYPOINT with the demo config in eager mode as its command, on a free port
+    # instead of the image's 8000.
+    demo = yaml.safe_load((app / "configs/demo.yaml").read_text())
+    demo["engine"]["enforce_eager"] = True
+    (app / "configs/demo-eager.yaml").write_text(yaml.safe_dump(demo))
     server = LiveServer(
-        app / "configs/demo.yaml",
+        app / "configs/demo-eager.yaml",
         env=env,
         startup_timeout=1800,
         workdir=tmp_path / "server",
