@@ -12,10 +12,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("genarm.server.cli", "start the OpenAI-compatible GenARM server"),
     "chat": ("genarm.clients.chat_cli", "chat with a running server in the terminal"),
     "prepare-demo": ("genarm.training.demo_models", "prepare the embedded demo base model"),
-    "prepare-hh-rlhf": ("genarm.training.preference_data", "convert and split HH-RLHF pairs"),
+    "prepare-hh-rlhf": ("genarm.training.hh_rlhf", "convert and split HH-RLHF pairs"),
     "make-preferences": ("genarm.training.make_preferences", "build preference pairs by sampling"),
     "train-arm": ("genarm.training.train_arm", "train an autoregressive reward model (LoRA)"),
-    "train-judge": ("genarm.training.judge", "train a Bradley-Terry judge (scalar-head LoRA)"),
+    "train-judge": (
+        "genarm.training.train_judge",
+        "train a Bradley-Terry judge (scalar-head LoRA)",
+    ),
     "export-judge": (
         "genarm.training.judge_export",
         "write a judge as an HF sequence-classification folder (for reward_models)",

@@ -95,7 +95,7 @@ def _end_of_turn_adapter(base: str, path):
 
 def _alone(model, tokenizer, messages, reply: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """The base's and the ARM's next-token log-probs after ``reply``, computed alone."""
-    from genarm.training.guided import prompt_ids
+    from genarm.training.encoding import prompt_ids
 
     ids = torch.tensor([prompt_ids(tokenizer, messages) + reply])
     with torch.no_grad():

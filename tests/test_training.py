@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from genarm.training.make_preferences import ranked_pairs
-from genarm.training.preference_data import (
-    PreferencePair,
-    hh_pair,
-    load_pairs,
-    parse_hh_dialogue,
-    sample_pairs,
-    split_by_dialogue,
-    write_pairs,
-)
+from genarm.training.encoding import encode
+from genarm.training.hh_rlhf import hh_pair, parse_hh_dialogue, split_by_dialogue
+from genarm.training.losses import genarm_loss
+from genarm.training.pairing import ranked_pairs
+from genarm.training.preference_data import PreferencePair, load_pairs, sample_pairs, write_pairs
 from genarm.training.prompts import demo_prompts, split_prompts
 from genarm.training.refusals import (
     REFUSAL_REPLIES,
@@ -31,7 +26,8 @@ from genarm.training.refusals import (
     refuses,
 )
 from genarm.training.rewards import concise, enthusiastic
-from genarm.training.train_arm import TrainConfig, encode, genarm_loss, sequence_logps, train_arm
+from genarm.training.scoring import sequence_logps
+from genarm.training.train_arm import TrainConfig, train_arm
 
 from support import tiny_adapter, tiny_train_config
 
@@ -75,7 +71,7 @@ def test_pairs_that_differ_past_the_window_are_left_out(tiny_models, tmp_path, c
     encoder warns, training and validation leave it out, and a longer window keeps it."""
     from transformers import AutoTokenizer
 
-    from genarm.training.train_arm import decided, drop_undecided, encode_pairs
+    from genarm.training.encoding import decided, drop_undecided, encode_pairs
 
     tok = AutoTokenizer.from_pretrained(tiny_models["base"])
     prefix = "The cat sat on the mat. " * 6 + "It slept."
@@ -248,7 +244,7 @@ def test_finished_flags_round_trip_and_plain_files_keep_three_keys(tmp_path):
 def test_length_matched_pairs_compare_equal_lengths(tiny_models):
     from transformers import AutoTokenizer
 
-    from genarm.training.make_preferences import length_matched
+    from genarm.training.pairing import length_matched
 
     tok = AutoTokenizer.from_pretrained(tiny_models["base"])
     pair = PreferencePair("q", "a short answer", "a much longer answer " * 10)
@@ -319,7 +315,8 @@ def test_hierarchical_rule_keeps_only_pairs_the_holistic_judge_does_not_mind():
 
 
 def test_guided_generate_follows_the_genarm_formula(tiny_models, tmp_path):
-    from genarm.training.guided import guided_generate, load_with_adapter, prompt_ids
+    from genarm.training.encoding import prompt_ids
+    from genarm.training.guided import guided_generate, load_with_adapter
 
     adapter = tiny_adapter(tiny_models["base"], tmp_path / "arm")
     tok, model = load_with_adapter(str(tiny_models["base"]), str(adapter), bf16=False)
@@ -454,7 +451,9 @@ def test_genarm_cli_has_the_training_commands(capsys):
 
 
 def test_judge_learns_scores_and_reloads(tiny_models, tmp_path):
-    from genarm.training.judge import Judge, JudgeConfig, bradley_terry_loss, train_judge
+    from genarm.training.judge import Judge, JudgeConfig
+    from genarm.training.losses import bradley_terry_loss
+    from genarm.training.train_judge import train_judge
 
     assert float(bradley_terry_loss(torch.tensor([0.0]), torch.tensor([0.0]))) == pytest.approx(
         math.log(2)
@@ -559,7 +558,8 @@ def test_make_preferences_samples_the_dialogues_of_a_pairs_file(tiny_models, tmp
 
 def train_tiny_judge(tiny_models, tmp_path) -> None:
     """A judge on the tiny base, trained on synthetic pairs, in ``tmp_path/judge``."""
-    from genarm.training.judge import JudgeConfig, train_judge
+    from genarm.training.judge import JudgeConfig
+    from genarm.training.train_judge import train_judge
 
     write_pairs(tmp_path / "judge.jsonl", synthetic_pairs(4))
     judge_cfg = JudgeConfig(
@@ -742,14 +742,8 @@ def test_make_preferences_writes_refusal_pairs_from_saved_samples(tiny_models, t
 
 
 def test_sentence_ends_and_stopping_pairs():
-    from genarm.training.make_preferences import (
-        ends_sentence,
-        keep_going_pair,
-        mid_sentence_breaks,
-        sentence_ends,
-        spread,
-        stopping_pair,
-    )
+    from genarm.training.pairing import keep_going_pair, spread, stopping_pair
+    from genarm.training.sentences import ends_sentence, mid_sentence_breaks, sentence_ends
 
     text = 'Apples are red. They grow (mostly). 1. Wash them! "Eat them." Done'
     ends = sentence_ends(text, min_words=1)
@@ -781,7 +775,8 @@ def test_stopping_pairs_from_saved_samples_under_the_holistic_rule(tiny_models, 
     counts only if stopping there scores no lower than the whole sample minus the
     margin."""
     from genarm.cli import main
-    from genarm.training.make_preferences import mid_sentence_breaks, sentence_ends, spread
+    from genarm.training.pairing import spread
+    from genarm.training.sentences import mid_sentence_breaks, sentence_ends
 
     train_tiny_judge(tiny_models, tmp_path)
     groups = {
@@ -852,7 +847,7 @@ def test_graded_stopping_pairs_prefer_stopping_more_the_more_was_said(tiny_model
     """--stop-graded: each sentence end gives one pair, "stop" with probability
     σ((words - CENTER) / SCALE) and "go on one word" otherwise; seeded."""
     from genarm.cli import main
-    from genarm.training.make_preferences import says_stop
+    from genarm.training.pairing import says_stop
 
     rng = random.Random(0)
 
@@ -974,7 +969,7 @@ def test_reward_model_outputs_batched_as_one_at_a_time(tiny_reward_models):
     one at a time)."""
     from transformers import AutoModelForSequenceClassification
 
-    from genarm.training.make_preferences import head_outputs
+    from genarm.training.model_scores import head_outputs
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_reward_models["three"])
     model.eval()
@@ -999,13 +994,20 @@ def test_grm_regulariser_is_the_reply_text_loss(tiny_models, tmp_path):
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM
 
-    from genarm.training.judge import Judge, JudgeConfig, _batch, _build, reply_mask, train_judge
+    from genarm.training.judge import (
+        Judge,
+        JudgeConfig,
+        build_reward_model,
+        reply_mask,
+        right_padded,
+    )
+    from genarm.training.train_judge import train_judge
 
     base = str(tiny_models["base"])
-    tokenizer, model = _build(base, 8, 16, bf16=False, seed=0, lm_head=True)
+    tokenizer, model = build_reward_model(base, 8, 16, bf16=False, seed=0, lm_head=True)
     messages = [{"role": "user", "content": "Name a fruit."}]
     rows = [encode(tokenizer, messages, reply, 64, 32) for reply in ("An apple.", "A pear, ripe.")]
-    ids, mask = _batch([r[0] for r in rows], tokenizer.pad_token_id or 0)
+    ids, mask = right_padded([r[0] for r in rows], tokenizer.pad_token_id or 0)
     replies = reply_mask(mask, [r[1] for r in rows])
     with torch.no_grad():
         _, hidden = model.rewards_and_states(ids, mask)
@@ -1039,7 +1041,7 @@ def test_stop_anchor_is_the_end_of_turn_raise_inside_sentences(tiny_models, tmp_
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from genarm.training.train_arm import mid_sentence_tokens, pair_loss
+    from genarm.training.losses import mid_sentence_tokens, pair_loss
 
     base_path = str(tiny_models["base"])
     tokenizer = AutoTokenizer.from_pretrained(base_path)
@@ -1091,7 +1093,7 @@ def test_kl_anchor_is_the_reply_tokens_kl_from_the_base(tiny_models, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from genarm.training.train_arm import pair_loss
+    from genarm.training.losses import pair_loss
 
     base_path = str(tiny_models["base"])
     adapter = tiny_adapter(base_path, tmp_path / "adapter")

@@ -78,14 +78,16 @@ def test_early_stopping_can_keep_the_lowest_loss_instead():
         EarlyStopping.from_state(None, patience=2, select_by="perplexity")
 
 
+@pytest.mark.engine
 def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
     """Validation pairs that reverse the training preference get worse as training
     goes on: the run stops after `patience` worse evaluations and OUT holds the
     first epoch's state, not the last one."""
     from safetensors.torch import load_file
 
+    from genarm.training.encoding import encode_pairs
     from genarm.training.guided import load_with_adapter
-    from genarm.training.train_arm import encode_pairs, validation_margins
+    from genarm.training.scoring import validation_margins
     from genarm.training.validation import share_won
 
     pairs = _pairs(8, 1)
@@ -118,6 +120,7 @@ def test_early_stopping_ships_the_best_validating_state(tiny_models, tmp_path):
     assert loss.item() == pytest.approx(summary["best"]["loss"], rel=1e-4)
 
 
+@pytest.mark.engine
 def test_validation_reports_accuracy_by_kind_of_pair(tiny_models, tmp_path):
     """Stopping and keep-going pairs mixed: each evaluation has the accuracy per kind,
     and the total is their pair-weighted mean (whole pairs alone have none)."""
@@ -140,6 +143,7 @@ def test_validation_reports_accuracy_by_kind_of_pair(tiny_models, tmp_path):
     )
 
 
+@pytest.mark.engine
 def test_fraction_split_trains_on_the_rest(tiny_models, tmp_path):
     write_pairs(tmp_path / "train.jsonl", _pairs(10, 2))
     summary = train_arm(tiny_train_config(tmp_path, tiny_models, val_fraction=0.2), progress=False)
@@ -147,9 +151,11 @@ def test_fraction_split_trains_on_the_rest(tiny_models, tmp_path):
     assert [e["step"] for e in summary["evaluations"]] == [4]
 
 
+@pytest.mark.engine
 def test_fluency_guard_measures_base_perplexity_and_vetoes(tiny_models, tmp_path):
+    from genarm.training.encoding import prompt_ids
     from genarm.training.fluency import base_nll, base_nlls, fluency_report, repetition_rate
-    from genarm.training.guided import guided_generate_ids, load_with_adapter, prompt_ids
+    from genarm.training.guided import guided_generate_ids, load_with_adapter
 
     adapter = tiny_adapter(tiny_models["base"], tmp_path / "random-arm")
     tok, model = load_with_adapter(str(tiny_models["base"]), str(adapter), bf16=False)
@@ -211,7 +217,7 @@ def test_repeated_ngrams_count_windows_seen_earlier_in_the_same_reply():
 
 
 def test_evaluations_follow_eval_every_and_the_last_step():
-    from genarm.training.train_arm import is_eval_step
+    from genarm.training.evaluation import is_eval_step
 
     # 346 steps per epoch, 1038 in all: with eval_every 116, no extra one at 346 or 692.
     every = [s for s in range(1, 1039) if is_eval_step(s, 346, 1038, 116)]
@@ -219,6 +225,7 @@ def test_evaluations_follow_eval_every_and_the_last_step():
     assert [s for s in range(1, 11) if is_eval_step(s, 4, 10, None)] == [4, 8, 10]
 
 
+@pytest.mark.engine
 def test_refusal_guard_reports_each_weight_and_can_bar_a_state(tiny_models, tmp_path):
     from genarm.training.guided import guided_generate_ids, load_with_adapter
     from genarm.training.preference_data import as_messages
@@ -258,6 +265,7 @@ def test_refusal_guard_reports_each_weight_and_can_bar_a_state(tiny_models, tmp_
     assert train_arm(cfg, progress=False)["best"] is not None
 
 
+@pytest.mark.engine
 def test_init_adapter_starts_from_its_weights_and_shape(tiny_models, tmp_path):
     """--init-adapter: a run with lr 0 ships the starting adapter's weights unchanged,
     and its summary records the adapter's shape, not the CLI's. Without it the same
@@ -294,6 +302,7 @@ def test_init_adapter_starts_from_its_weights_and_shape(tiny_models, tmp_path):
         train_arm(replace(cfg, init_adapter=str(start), restart=True), progress=False)
 
 
+@pytest.mark.engine
 def test_init_adapter_takes_a_regex_of_target_modules(tiny_models, tmp_path):
     """PEFT saves target modules given as a regex as that string: the run uses it as is."""
     from safetensors.torch import load_file

@@ -20,9 +20,10 @@ import statistics
 import torch
 
 from genarm.reference_decoder import Adapter
-from genarm.training.guided import guided_generate_ids, prompt_ids
+from genarm.training.encoding import prompt_ids
+from genarm.training.guided import guided_generate_ids
 from genarm.training.preference_data import Messages
-from genarm.training.train_arm import evaluating, length_sorted_batches, sequence_logps
+from genarm.training.scoring import evaluating, length_sorted_batches, sequence_logps
 
 
 @torch.no_grad()

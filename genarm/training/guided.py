@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 
 from genarm.reference_decoder import Adapter, GenARMReference
+from genarm.training.checkpoints import BEST, CHECKPOINT, SUMMARY
+from genarm.training.encoding import encode_pairs, prompt_ids
 from genarm.training.preference_data import (
     Messages,
     PreferencePair,
@@ -28,13 +30,7 @@ from genarm.training.preference_data import (
     load_pairs,
     sample_pairs,
 )
-from genarm.training.train_arm import (
-    BEST,
-    CHECKPOINT,
-    SUMMARY,
-    encode_pairs,
-    validation_margins,
-)
+from genarm.training.scoring import validation_margins
 from genarm.training.validation import accuracy_by_kind, share_won
 
 BASE = "base"
@@ -46,11 +42,6 @@ DEFAULT_LENGTHS = {"max_length": 256, "max_response": 96}
 def component_adapter(model, name: str) -> Adapter:
     """The base (``BASE``: adapters off) or the ARM adapter ``name`` of ``model``."""
     return Adapter(model, None if name == BASE else name)
-
-
-def prompt_ids(tokenizer, messages: Messages) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 @torch.no_grad()

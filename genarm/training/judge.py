@@ -8,7 +8,8 @@ see the pairs the ARMs were trained on: for HH-RLHF it trains on ``judge_train``
     judge = Judge.load("judges/harmless")
     judge.score("How do I pick a lock?", "I can't help with that.")  # -> float
 
-``genarm train-judge --data ... --out ... --base ... [--eval HELD_OUT]`` trains one.
+``genarm train-judge --data ... --out ... --base ... [--eval HELD_OUT]`` trains one
+(``genarm.training.train_judge``).
 
 ``--grm-weight α`` adds GRM's regularisation (Yang et al., NeurIPS 2024,
 "Regularizing Hidden States Enables Learning Generalizable Reward Model"): the
@@ -20,19 +21,16 @@ training aid only).
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import random
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from genarm.training.preference_data import Messages, PreferencePair, as_messages, load_pairs
-from genarm.training.train_arm import SUMMARY, encode
+from genarm.training.encoding import encode
+from genarm.training.options import option
+from genarm.training.preference_data import Messages, PreferencePair, as_messages
 
 HEAD_FILE = "reward_head.safetensors"
 CONFIG_FILE = "judge_config.json"
@@ -40,25 +38,27 @@ CONFIG_FILE = "judge_config.json"
 
 @dataclass
 class JudgeConfig:
-    data: str
-    out: str
-    base: str
+    """A judge's training settings, saved beside it (``CONFIG_FILE``); each field is
+    also `genarm train-judge`'s option of that name, but ``max_response_length``."""
+
+    data: str = option(help="preference JSONL (judge-train split)")
+    out: str = option(help="judge output folder")
+    base: str = option(help="HF folder of the model to start from")
     rank: int = 8
     alpha: int = 16
     lr: float = 1e-3
     epochs: int = 1
     batch_size: int = 4
     max_length: int = 256
-    max_response_length: int = 96
+    max_response_length: int = option(96, cli=False)
     max_pairs: int | None = None
     seed: int = 0
     bf16: bool = True
-    grm_weight: float = 0.0  # GRM's text-generation regularisation; 0: plain Bradley-Terry
-
-
-def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-    """Mean of -log σ(r_w - r_l)."""
-    return -F.logsigmoid(chosen - rejected).mean()
+    grm_weight: float = option(
+        0.0,
+        help="GRM's regularisation: weight w of the chosen replies' text loss through the "
+        "base's frozen LM head, (1 - w)·BT + w·SFT (0: off)",
+    )
 
 
 class RewardModel(torch.nn.Module):
@@ -90,7 +90,7 @@ class RewardModel(torch.nn.Module):
         return F.cross_entropy(logits, input_ids[:, 1:][targets])
 
 
-def _batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def right_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -100,7 +100,9 @@ def _batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
     return ids, mask
 
 
-def _build(base: str, rank: int, alpha: int, bf16: bool, seed: int, lm_head: bool = False):
+def build_reward_model(
+    base: str, rank: int, alpha: int, bf16: bool, seed: int, lm_head: bool = False
+):
     """The tokenizer and the LoRA reward model; ``lm_head``: keep the base's frozen
     language-model head beside it (GRM training)."""
     from peft import LoraConfig, get_peft_model
@@ -141,17 +143,14 @@ class Judge:
         if bf16 is not None:
             cfg.bf16 = bf16
         base = str(Path(base or cfg.base).expanduser())
-        tokenizer, model = _build(base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed)
+        tokenizer, model = build_reward_model(base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed)
         set_peft_model_state_dict(model.decoder, load_file(path / "adapter_model.safetensors"))
         model.head.load_state_dict(load_file(path / HEAD_FILE))
         return cls(tokenizer, model, cfg)
 
     @torch.no_grad()
     def score_many(
-        self,
-        items: list[tuple[str | Messages, str]],
-        batch_size: int = 16,
-        desc: str | None = None,
+        self, items: list[tuple[str | Messages, str]], batch_size: int = 16, desc: str | None = None
     ) -> list[float]:
         """Scores of (prompt, response) items, ``batch_size`` at a time (a progress
         bar named ``desc`` when given)."""
@@ -162,7 +161,9 @@ class Judge:
         scores: list[float] = []
         starts = range(0, len(seqs), batch_size)
         for start in tqdm(starts, desc=desc, disable=desc is None):
-            ids, mask = _batch(seqs[start : start + batch_size], self.tokenizer.pad_token_id or 0)
+            ids, mask = right_padded(
+                seqs[start : start + batch_size], self.tokenizer.pad_token_id or 0
+            )
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 scores += self.model(ids, mask).float().tolist()
         return scores
@@ -194,114 +195,3 @@ def reply_mask(attention_mask: torch.Tensor, prompt_lengths: list[int]) -> torch
     positions = torch.arange(attention_mask.shape[1])[None, :]
     starts = torch.tensor(prompt_lengths)[:, None]
     return attention_mask * (positions >= starts)
-
-
-def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
-    """Train and save a judge into ``cfg.out``; returns a summary of the run."""
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-    from tqdm import tqdm
-
-    pairs = load_pairs(cfg.data)
-    random.Random(cfg.seed).shuffle(pairs)
-    pairs = pairs[: cfg.max_pairs] if cfg.max_pairs else pairs
-    grm = cfg.grm_weight > 0
-    tokenizer, model = _build(cfg.base, cfg.rank, cfg.alpha, cfg.bf16, cfg.seed, lm_head=grm)
-    pad_id = tokenizer.pad_token_id or 0
-    # Per pair: (chosen ids, its prompt length), (rejected ids, its prompt length).
-    enc = [
-        [encode_reply(tokenizer, p.messages(), r, cfg) for r in (p.chosen, p.rejected)]
-        for p in pairs
-    ]
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:  # fp32 trainables on a bf16 decoder
-        p.data = p.data.float()
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    total = math.ceil(len(enc) / cfg.batch_size) * cfg.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / total)
-    )
-    losses, accs, nlls, started = [], [], [], time.monotonic()
-    model.train()
-    for step in tqdm(range(total), desc="train-judge", disable=not progress):
-        epoch, index = divmod(step, math.ceil(len(enc) / cfg.batch_size))
-        order = list(range(len(enc)))
-        random.Random(cfg.seed + epoch).shuffle(order)
-        rows = [enc[i] for i in order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
-        ids, mask = _batch([c[0] for c, _ in rows] + [r[0] for _, r in rows], pad_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            rewards, hidden = model.rewards_and_states(ids, mask)
-            rewards = rewards.float()
-            chosen, rejected = rewards[: len(rows)], rewards[len(rows) :]
-            loss = bradley_terry_loss(chosen, rejected)
-            if grm:
-                replies = reply_mask(mask[: len(rows)], [c[1] for c, _ in rows])
-                nll = model.reply_nll(hidden[: len(rows)], ids[: len(rows)], replies)
-                loss = (1 - cfg.grm_weight) * loss + cfg.grm_weight * nll
-                nlls.append(nll.item())
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        accs.append(float((chosen > rejected).float().mean()))
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(get_peft_model_state_dict(model.decoder), out / "adapter_model.safetensors")
-    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, out / HEAD_FILE)
-    (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2))
-    window = max(1, len(losses) // 4)
-    summary = {
-        "pairs": len(enc),
-        "steps": total,
-        "seconds": round(time.monotonic() - started, 1),
-        "final_loss": sum(losses[-window:]) / window,
-        "final_accuracy": sum(accs[-window:]) / window,
-    }
-    if grm:
-        summary["grm_weight"] = cfg.grm_weight
-        summary["final_reply_nll"] = sum(nlls[-window:]) / window
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = JudgeConfig(data="", out="", base="")
-    parser.add_argument("--data", required=True, help="preference JSONL (judge-train split)")
-    parser.add_argument("--out", required=True, help="judge output folder")
-    parser.add_argument("--base", required=True, help="HF folder of the model to start from")
-    parser.add_argument("--eval", help="held-out preference JSONL: report pairwise accuracy")
-    parser.add_argument("--eval-limit", type=int, default=200)
-    for name in ("rank", "alpha", "epochs", "batch_size", "max_length", "seed"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--max-pairs", type=int, default=None)
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=d.bf16)
-    parser.add_argument(
-        "--grm-weight",
-        type=float,
-        default=d.grm_weight,
-        help="GRM's regularisation: weight w of the chosen replies' text loss through the "
-        "base's frozen LM head, (1 - w)·BT + w·SFT (0: off)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    fields = JudgeConfig.__dataclass_fields__
-    cfg = JudgeConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    summary = train_judge(cfg)
-    if args.eval:
-        judge = Judge.load(cfg.out)
-        pairs = load_pairs(args.eval)[: args.eval_limit]
-        summary["held_out_accuracy"] = judge.accuracy(pairs)
-        summary["held_out_pairs"] = len(pairs)
-        (Path(cfg.out) / SUMMARY).write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    raise SystemExit(run(parser.parse_args()))

@@ -78,10 +78,7 @@ def refuses(text: str) -> bool:
 
 
 def refusal_pairs(
-    prompt: str | Messages,
-    samples: list[tuple[str, bool]],
-    max_pairs: int,
-    rng: random.Random,
+    prompt: str | Messages, samples: list[tuple[str, bool]], max_pairs: int, rng: random.Random
 ) -> list[PreferencePair]:
     """Up to ``max_pairs`` pairs: a sample that does not refuse (chosen, in sample
     order, each once) against one of ``REFUSAL_REPLIES`` drawn by ``rng`` (rejected).
@@ -131,9 +128,10 @@ def refusal_report(
     """Per weight (``"%g"``), the share of ``prompts`` whose greedy answer under
     base · ARM^weight (``arm``: the adapter of ``model``) opens with a refusal.
     ``max_new_tokens`` only has to cover an answer's opening."""
+    # Here, not at the top: make-preferences and the quality report use this module's
+    # string rules without torch.
     from genarm.training.guided import guided_generate_ids
-    from genarm.training.preference_data import as_messages
-    from genarm.training.train_arm import evaluating
+    from genarm.training.scoring import evaluating
 
     report = {}
     with evaluating(model):

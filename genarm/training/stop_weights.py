@@ -33,17 +33,17 @@ from pathlib import Path
 
 import torch
 
+from genarm.training.encoding import prompt_ids
 from genarm.training.guided import (
     BASE,
     component_adapter,
     guided_generate_ids,
     load_prompts,
     load_with_adapter,
-    prompt_ids,
     word_count,
 )
-from genarm.training.make_preferences import ends_sentence
 from genarm.training.preference_data import Messages, as_messages
+from genarm.training.sentences import ends_sentence
 
 ARM = "arm"
 
