@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tiny_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.engine)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the image recipe's test is to run, start its install (minutes of pip on one
+    core) now, so that it proceeds beside the tests that run before it."""
+    if session.config.option.collectonly:
+        return
+    if any(item.name == "test_cpu_image_recipe_serves_the_demo" for item in session.items):
+        from test_image_recipe import RECIPE_INSTALL, RecipeInstall
+
+        session.config.stash[RECIPE_INSTALL] = RecipeInstall()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An install whose test never ran (a failure stopped the run first) is discarded."""
+    recipe = sys.modules.get("test_image_recipe")
+    install = recipe and session.config.stash.get(recipe.RECIPE_INSTALL, None)
+    if install is not None:
+        install.discard()
 
 
 @pytest.fixture(scope="session")

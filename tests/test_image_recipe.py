@@ -22,9 +22,12 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -110,35 +113,74 @@ def run_step(command: list[str], cwd: Path, env: dict[str, str], timeout: float)
     )
 
 
+class RecipeInstall:
+    """The CPU image's files copied as its COPY lines say, and its install script
+    running in a fresh virtualenv under a temporary HOME, in the background.
+
+    Minutes of pip on one core: started at collection when this module's slow test is
+    to run (conftest), it proceeds beside the tests that come before it.
+    """
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="genarm-image-recipe-"))
+        self.app, self.home, self.venv = self.root / "app", self.root / "home", self.root / "venv"
+        self.home.mkdir()
+        for source in copied_paths("Dockerfile"):  # COPY ... ./ into WORKDIR /app
+            src, dst = ROOT / source, self.app / source
+            if src.is_dir():
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True, timeout=300)
+        self.env = recipe_env(self.venv, self.home)
+        self.log_path = self.root / "install.log"
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                ["sh", "deploy/image/install.sh", "cpu"],
+                cwd=self.app,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait(self, timeout: float) -> None:
+        """Until the install script ends; it must succeed."""
+        code = self.process.wait(timeout=timeout)
+        assert code == 0, f"install.sh failed ({code}):\n{self.log_path.read_text()[-3000:]}"
+
+    def discard(self) -> None:
+        """Stop it if it still runs and delete everything: the venv and HOME hold ~4 GB
+        (torch, vLLM, the demo's models) on a disk that CI shares (a full disk failed
+        CI's own set-up once)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# Where conftest keeps the install it started at collection.
+RECIPE_INSTALL = pytest.StashKey[RecipeInstall]()
+
+
 @pytest.fixture
-def scratch(tmp_path):
-    """tmp_path, deleted afterwards: the venv and HOME hold ~4 GB (torch, vLLM, the
-    demo's models), and pytest keeps the last three runs' tmp_path on a disk that CI
-    shares (a full disk failed CI's own set-up once)."""
-    yield tmp_path
-    shutil.rmtree(tmp_path, ignore_errors=True)
+def recipe_install(request) -> Iterator[RecipeInstall]:
+    """The install conftest started at collection, or (this test alone) one started now."""
+    install = request.config.stash.get(RECIPE_INSTALL, None) or RecipeInstall()
+    request.config.stash[RECIPE_INSTALL] = install
+    yield install
+    install.discard()
 
 
 @pytest.mark.slow
 @pytest.mark.engine
 @pytest.mark.timeout(2700)  # a pip install of torch + vLLM, then the demo's start
-def test_cpu_image_recipe_serves_the_demo(scratch):
-    tmp_path = scratch
-    app, home, venv = tmp_path / "app", tmp_path / "home", tmp_path / "venv"
-    home.mkdir()
-    for source in copied_paths("Dockerfile"):  # COPY ... ./ into WORKDIR /app
-        src, dst = ROOT / source, app / source
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    env = recipe_env(venv, home)
-
-    run_step(["sh", "deploy/image/install.sh", "cpu"], app, env, timeout=3600)
+def test_cpu_image_recipe_serves_the_demo(recipe_install):
+    app, venv, env = recipe_install.app, recipe_install.venv, recipe_install.env
+    recipe_install.wait(timeout=2400)
     run_step([str(venv / "bin/genarm"), "prepare-demo"], app, env, timeout=1200)
-    assert (home / ".cache/genarm/smollm2-135m-instruct/config.json").is_file()
+    assert (recipe_install.home / ".cache/genarm/smollm2-135m-instruct/config.json").is_file()
 
     # ENTRYPOINT with the demo config in eager mode as its command, on a free port
     # instead of the image's 8000.
@@ -149,7 +191,7 @@ def test_cpu_image_recipe_serves_the_demo(scratch):
         app / "configs/demo-eager.yaml",
         env=env,
         startup_timeout=1800,
-        workdir=tmp_path / "server",
+        workdir=recipe_install.root / "server",
         genarm=[str(venv / "bin/genarm")],
         cwd=app,
         host="0.0.0.0",
