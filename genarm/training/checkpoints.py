@@ -15,6 +15,7 @@ import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,7 +37,7 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     return bf16_is_fast(device) if cfg.bf16 is None else cfg.bf16
 
 
-def load_model(cfg: TrainConfig, device: torch.device, bf16: bool):
+def load_model(cfg: TrainConfig, device: torch.device, bf16: bool) -> tuple[Any, Any]:
     """(tokenizer, PEFT model): ``cfg.base`` on ``device`` with a fresh LoRA of ``cfg``'s
     shape, or ``cfg.init_adapter``'s weights in it."""
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict

@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from genarm.training.encoding import encode
+from genarm.training.encoding import EncodedReply, encode
 from genarm.training.options import option
 from genarm.training.preference_data import Messages, PreferencePair, as_messages
 
@@ -74,7 +75,9 @@ class RewardModel(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.rewards_and_states(input_ids, attention_mask)[0]
 
-    def rewards_and_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    def rewards_and_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         last = attention_mask.sum(dim=1) - 1  # right padding
         pooled = hidden[torch.arange(len(hidden)), last]
@@ -102,7 +105,7 @@ def right_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor,
 
 def build_reward_model(
     base: str, rank: int, alpha: int, bf16: bool, seed: int, lm_head: bool = False
-):
+) -> tuple[Any, RewardModel]:
     """The tokenizer and the LoRA reward model; ``lm_head``: keep the base's frozen
     language-model head beside it (GRM training)."""
     from peft import LoraConfig, get_peft_model
@@ -181,7 +184,7 @@ class Judge:
         return wins / max(1, len(pairs))
 
 
-def encode_reply(tokenizer, messages: Messages, reply: str, cfg: JudgeConfig):
+def encode_reply(tokenizer, messages: Messages, reply: str, cfg: JudgeConfig) -> EncodedReply:
     """(input ids, number of prompt tokens) of a reply as the judge reads it, in training
     and in scoring alike. A finished reply cut by the window still ends with end of turn:
     the judge pools its score at that token and was trained so."""

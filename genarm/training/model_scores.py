@@ -9,8 +9,13 @@ from pathlib import Path
 
 from genarm.training.preference_data import as_messages
 
+# torch, transformers and the judge are imported where a model scores: make-preferences
+# imports this module for every run, most of which score by rule.
 
-def holistic_scores(judge_path: str, base: str, groups: list[tuple[str, list[str]]]):
+
+def holistic_scores(
+    judge_path: str, base: str, groups: list[tuple[str, list[str]]]
+) -> list[list[float]]:
     """The judge's score of every sample: one list per (prompt, texts) group."""
     import torch
 

@@ -16,6 +16,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 Messages = list[dict[str, str]]
 
@@ -37,7 +38,7 @@ class PreferencePair:
         return as_messages(self.prompt)
 
 
-def open_text(path: Path):
+def open_text(path: Path) -> TextIO:
     """A text file, read through gzip when its name ends in .gz."""
     return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)  # noqa: SIM115
 

@@ -22,7 +22,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -38,9 +38,10 @@ from genarm.training.checkpoints import (
     use_bf16,
     with_init_adapter_shape,
 )
-from genarm.training.encoding import EncodedPair, drop_undecided, encode_pairs
+from genarm.training.encoding import drop_undecided, encode_pairs
 from genarm.training.evaluation import evaluate, is_eval_step
 from genarm.training.losses import mid_sentence_tokens, pair_loss
+from genarm.training.optimization import optimizer_step, step_batch, warmup_then_linear_decay
 from genarm.training.options import add_options, config_from_args
 from genarm.training.preference_data import PreferencePair, load_pairs
 from genarm.training.train_config import TrainConfig
@@ -49,20 +50,6 @@ from genarm.training.validation import EarlyStopping, split_pairs
 __all__ = ["TrainConfig", "train_arm", "add_arguments", "run"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Plan:
-    """What a run trains and validates on, and for how many steps."""
-
-    cfg: TrainConfig
-    pairs: list[PreferencePair]
-    encoded: list[EncodedPair]
-    val: list[PreferencePair]
-    encoded_val: list[EncodedPair]
-    steps_per_epoch: int
-    total_steps: int
-    started: float = 0.0  # time.monotonic() when the first step began
 
 
 def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -97,37 +84,36 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
     pairs, encoded = drop_undecided(pairs, encode_pairs(tokenizer, pairs, *lengths))
     val, encoded_val = drop_undecided(val, encode_pairs(tokenizer, val, *lengths))
     steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
-    plan = _Plan(
-        cfg, pairs, encoded, val, encoded_val, steps_per_epoch, steps_per_epoch * cfg.epochs
-    )
+    total_steps = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     stats = {"loss": [], "accuracy": [], "evals": [], "early_stopping": None}
-    step, stats = resume(cfg, model, optimizer, plan.total_steps, stats)
+    step, stats = resume(cfg, model, optimizer, total_steps, stats)
     stopper = EarlyStopping.from_state(stats["early_stopping"], cfg.patience, cfg.select_by)
-    schedule = _schedule(optimizer, cfg.lr, step, plan.total_steps)
+    schedule = warmup_then_linear_decay(optimizer, cfg.lr, total_steps, step)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     inside = mid_sentence_tokens(tokenizer) if cfg.stop_anchor else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    plan.started = time.monotonic()
-    bar = tqdm(total=plan.total_steps, initial=step, desc="train-arm", disable=not progress)
+    started = time.monotonic()
+    bar = tqdm(total=total_steps, initial=step, desc="train-arm", disable=not progress)
     model.train()
     stopped_early = stopper.should_stop and bool(encoded_val)
-    while step < plan.total_steps and not stopped_early:
+    while step < total_steps and not stopped_early:
+        batch = step_batch(encoded, step, steps_per_epoch, cfg.batch_size, cfg.seed)
         with autocast:
             loss, chosen, rejected = pair_loss(
-                model, _batch(plan, step), pad_id, cfg.beta, cfg.kl_anchor,
-                tokenizer.eos_token_id, cfg.stop_anchor, inside, cfg.kl_anchor_stop,
+                model, batch, pad_id, cfg.beta, cfg.kl_anchor, tokenizer.eos_token_id,
+                cfg.stop_anchor, inside, cfg.kl_anchor_stop,
             )  # fmt: skip
-        _optimize(loss, optimizer, schedule, params)
+        optimizer_step(loss, optimizer, schedule, params)
         step += 1
         stats["loss"].append(loss.item())
         stats["accuracy"].append(float((chosen > rejected).float().mean()))
         _show(bar, stats, steps_per_epoch)
-        out_of_time = cfg.max_minutes and time.monotonic() - plan.started > 60 * cfg.max_minutes
+        out_of_time = cfg.max_minutes and time.monotonic() - started > 60 * cfg.max_minutes
         # A run stopped by its time budget validates its last state too: it may be the best.
         evaluated = bool(encoded_val) and (
-            is_eval_step(step, steps_per_epoch, plan.total_steps, cfg.eval_every) or out_of_time
+            is_eval_step(step, steps_per_epoch, total_steps, cfg.eval_every) or out_of_time
         )
         if evaluated:
             evaluation = evaluate(
@@ -138,8 +124,8 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
                 model.save_pretrained(out / BEST)
             stats["evals"].append(asdict(evaluation))
             stats["early_stopping"] = stopper.state()
-            stopped_early = stopper.should_stop and step < plan.total_steps
-        if evaluated or step % cfg.save_every == 0 or step == plan.total_steps or out_of_time:
+            stopped_early = stopper.should_stop and step < total_steps
+        if evaluated or step % cfg.save_every == 0 or step == total_steps or out_of_time:
             save_checkpoint(out / CHECKPOINT, model, optimizer, step, stats)
         if stopped_early:
             logger.info(
@@ -149,12 +135,13 @@ def train_arm(cfg: TrainConfig, progress: bool = True) -> dict:
             )
         if out_of_time:
             logger.info(
-                "Time budget of %s min spent at step %d/%d", cfg.max_minutes, step, plan.total_steps
+                "Time budget of %s min spent at step %d/%d", cfg.max_minutes, step, total_steps
             )
             break
     bar.close()
     ship_adapter(out, model, stopper.best is not None)
-    return _write_summary(plan, stats, stopper, step)
+    counts = (len(encoded), len(val), steps_per_epoch, total_steps)
+    return _write_summary(cfg, stats, stopper, step, counts, started)
 
 
 def _split(cfg: TrainConfig) -> tuple[list[PreferencePair], list[PreferencePair]]:
@@ -170,37 +157,6 @@ def _split(cfg: TrainConfig) -> tuple[list[PreferencePair], list[PreferencePair]
     return pairs, val[: cfg.val_max_pairs] if cfg.val_max_pairs else val
 
 
-def _schedule(
-    optimizer: torch.optim.Optimizer, lr: float, step: int, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up then linear decay; ``last_epoch`` puts a resumed run back on the same curve."""
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", lr)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / total_steps),
-        last_epoch=step - 1,
-    )
-
-
-def _batch(plan: _Plan, step: int) -> list[EncodedPair]:
-    """The pairs of ``step``: each epoch goes through the pairs in its own seeded order."""
-    epoch, index = divmod(step, plan.steps_per_epoch)
-    order = list(range(len(plan.encoded)))
-    random.Random(plan.cfg.seed + epoch).shuffle(order)
-    size = plan.cfg.batch_size
-    return [plan.encoded[i] for i in order[index * size : (index + 1) * size]]
-
-
-def _optimize(loss: torch.Tensor, optimizer, schedule, params: list) -> None:
-    """One optimizer step on ``loss``, gradients clipped to norm 1."""
-    optimizer.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    optimizer.step()
-    schedule.step()
-
-
 def _show(bar, stats: dict, steps_per_epoch: int) -> None:
     """The progress bar's loss and accuracy over the last quarter epoch."""
     recent = slice(-steps_per_epoch // 4 or -1, None)
@@ -214,23 +170,32 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def _write_summary(plan: _Plan, stats: dict, stopper: EarlyStopping, step: int) -> dict:
-    """Write the run's summary (``SUMMARY``) beside its adapter, and return it."""
-    window = max(1, plan.steps_per_epoch // 4)
+def _write_summary(
+    cfg: TrainConfig,
+    stats: dict,
+    stopper: EarlyStopping,
+    step: int,
+    counts: tuple[int, int, int, int],
+    started: float,
+) -> dict:
+    """Write the run's summary (``SUMMARY``) beside its adapter, and return it;
+    ``counts``: training pairs, validation pairs, steps per epoch, steps in all."""
+    pairs, validation_pairs, steps_per_epoch, total_steps = counts
+    window = max(1, steps_per_epoch // 4)
     summary = {
-        "config": asdict(plan.cfg),
-        "pairs": len(plan.encoded),
-        "validation_pairs": len(plan.val),
-        "steps": plan.total_steps,
+        "config": asdict(cfg),
+        "pairs": pairs,
+        "validation_pairs": validation_pairs,
+        "steps": total_steps,
         "steps_done": step,
-        "seconds_this_run": round(time.monotonic() - plan.started, 1),
+        "seconds_this_run": round(time.monotonic() - started, 1),
         "final_loss": _mean(stats["loss"][-window:]),
         "final_accuracy": _mean(stats["accuracy"][-window:]),
         "evaluations": stats["evals"],
         "best": asdict(stopper.best) if stopper.best else None,
-        "stopped_early": stopper.should_stop and step < plan.total_steps,
+        "stopped_early": stopper.should_stop and step < total_steps,
     }
-    (Path(plan.cfg.out) / SUMMARY).write_text(json.dumps(summary, indent=2))
+    (Path(cfg.out) / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 

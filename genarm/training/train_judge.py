@@ -20,12 +20,14 @@ from genarm.training.judge import (
     HEAD_FILE,
     Judge,
     JudgeConfig,
+    RewardModel,
     build_reward_model,
     encode_reply,
     reply_mask,
     right_padded,
 )
 from genarm.training.losses import bradley_terry_loss
+from genarm.training.optimization import optimizer_step, step_batch, warmup_then_linear_decay
 from genarm.training.options import add_options, config_from_args, option
 from genarm.training.preference_data import load_pairs
 
@@ -40,8 +42,6 @@ class HeldOutCheck:
 
 def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
     """Train and save a judge into ``cfg.out``; returns a summary of the run."""
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
     from tqdm import tqdm
 
     pairs = load_pairs(cfg.data)
@@ -61,40 +61,20 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
     for p in params:  # fp32 trainables on a bf16 decoder
         p.data = p.data.float()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    total = math.ceil(len(enc) / cfg.batch_size) * cfg.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / total)
-    )
+    steps_per_epoch = math.ceil(len(enc) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    schedule = warmup_then_linear_decay(optimizer, cfg.lr, total)
     losses, accs, nlls, started = [], [], [], time.monotonic()
     model.train()
     for step in tqdm(range(total), desc="train-judge", disable=not progress):
-        epoch, index = divmod(step, math.ceil(len(enc) / cfg.batch_size))
-        order = list(range(len(enc)))
-        random.Random(cfg.seed + epoch).shuffle(order)
-        rows = [enc[i] for i in order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
-        ids, mask = right_padded([c[0] for c, _ in rows] + [r[0] for _, r in rows], pad_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            rewards, hidden = model.rewards_and_states(ids, mask)
-            rewards = rewards.float()
-            chosen, rejected = rewards[: len(rows)], rewards[len(rows) :]
-            loss = bradley_terry_loss(chosen, rejected)
-            if grm:
-                replies = reply_mask(mask[: len(rows)], [c[1] for c, _ in rows])
-                nll = model.reply_nll(hidden[: len(rows)], ids[: len(rows)], replies)
-                loss = (1 - cfg.grm_weight) * loss + cfg.grm_weight * nll
-                nlls.append(nll.item())
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
+        rows = step_batch(enc, step, steps_per_epoch, cfg.batch_size, cfg.seed)
+        loss, won, nll = _pair_loss(model, rows, pad_id, cfg)
+        optimizer_step(loss, optimizer, schedule, params)
         losses.append(loss.item())
-        accs.append(float((chosen > rejected).float().mean()))
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(get_peft_model_state_dict(model.decoder), out / "adapter_model.safetensors")
-    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, out / HEAD_FILE)
-    (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2))
+        accs.append(won)
+        if nll is not None:
+            nlls.append(nll)
+    _save(model, cfg)
     window = max(1, len(losses) // 4)
     summary = {
         "pairs": len(enc),
@@ -106,8 +86,40 @@ def train_judge(cfg: JudgeConfig, progress: bool = True) -> dict:
     if grm:
         summary["grm_weight"] = cfg.grm_weight
         summary["final_reply_nll"] = sum(nlls[-window:]) / window
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    (Path(cfg.out) / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _pair_loss(
+    model: RewardModel, rows: list, pad_id: int, cfg: JudgeConfig
+) -> tuple[torch.Tensor, float, float | None]:
+    """(loss, share of pairs ranked right, GRM's reply NLL or None) of one batch of
+    encoded pairs: Bradley-Terry's loss, mixed with the NLL at ``cfg.grm_weight``."""
+    ids, mask = right_padded([c[0] for c, _ in rows] + [r[0] for _, r in rows], pad_id)
+    nll = None
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        rewards, hidden = model.rewards_and_states(ids, mask)
+        rewards = rewards.float()
+        chosen, rejected = rewards[: len(rows)], rewards[len(rows) :]
+        loss = bradley_terry_loss(chosen, rejected)
+        if cfg.grm_weight > 0:
+            replies = reply_mask(mask[: len(rows)], [c[1] for c, _ in rows])
+            reply_nll = model.reply_nll(hidden[: len(rows)], ids[: len(rows)], replies)
+            loss = (1 - cfg.grm_weight) * loss + cfg.grm_weight * reply_nll
+            nll = reply_nll.item()
+    return loss, float((chosen > rejected).float().mean()), nll
+
+
+def _save(model: RewardModel, cfg: JudgeConfig) -> None:
+    """The judge's LoRA weights, head and settings in ``cfg.out``."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(get_peft_model_state_dict(model.decoder), out / "adapter_model.safetensors")
+    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, out / HEAD_FILE)
+    (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
