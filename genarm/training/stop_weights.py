@@ -72,7 +72,7 @@ class StopPoint:
     """A position in the base's answer and the weights that end the turn there."""
 
     words: int  # words of the answer up to here
-    sentence_end: bool  # whether the answer so far ends a sentence (make-preferences' rule)
+    sentence_end: bool  # whether the answer so far ends a sentence (genarm.training.sentences)
     text: str  # the answer's last few words up to here
     base_gap: float  # log p_base(its next token) − log p_base(eos)
     arm_shift: float  # how much more the ARM than the base prefers eos to that token
