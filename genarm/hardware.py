@@ -1,8 +1,7 @@
 """What this machine computes natively, for choosing dtypes.
 
-On a CPU without bfloat16 instructions torch and vLLM emulate bf16: on this
-project's Intel VM (AVX-512, no BF16) the demo base decoded 2.8x faster and
-`train-arm` stepped 2.7x faster in float32 than in bf16.
+On a CPU without bfloat16 instructions torch and vLLM emulate bf16, several
+times slower than float32 (docs/benchmarks.md, docs/training.md).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class TrainConfig:
     bf16: bool | None = option(
         None,
         help="bf16 base with fp32 LoRA weights and autocast (default: where the GPU or CPU "
-        "computes bf16 natively; emulated bf16 stepped 2.7x slower than float32)",
+        "computes bf16 natively; emulated bf16 trains several times slower than float32)",
     )
     save_every: int = option(50, help="checkpoint steps")
     resume: str | None = option(
