@@ -73,6 +73,7 @@ def tiny_config(tiny_models) -> DeploymentConfig:
 
 # The one `genarm serve` that every test which only talks HTTP to a server shares.
 TINY_SERVER_API_KEY = "test-key-123"
+TINY_SERVER_AUTH = {"Authorization": f"Bearer {TINY_SERVER_API_KEY}"}
 # Room for the web page's long answer that Stop interrupts (1,500 tokens).
 TINY_SERVER_CONTEXT = 2048
 
@@ -111,12 +112,13 @@ def request_while_loading(live: LiveServer) -> tuple[httpx.Response, httpx.Respo
     """/health and a chat request as soon as the HTTP server answers, engine still loading."""
     deadline = time.monotonic() + 120
     chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    auth = {"Authorization": f"Bearer {TINY_SERVER_API_KEY}"}
     while time.monotonic() < deadline and live.process.poll() is None:
         try:
             health = httpx.get(f"{live.url}/health", timeout=5)
         except httpx.HTTPError:
             time.sleep(0.1)
             continue
-        return health, httpx.post(f"{live.base_url}/chat/completions", json=chat, headers=auth)
+        return health, httpx.post(
+            f"{live.base_url}/chat/completions", json=chat, headers=TINY_SERVER_AUTH
+        )
     return None

@@ -24,7 +24,7 @@ import schemathesis.specs.openapi.schemas  # noqa: F401 - see below
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 
-from conftest import TINY_SERVER_API_KEY
+from conftest import TINY_SERVER_AUTH
 from support import strict_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine]
@@ -39,7 +39,7 @@ MAX_GENERATED_TOKENS = 8
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "min_tokens")
 ERROR_KEYS = {"message", "type", "param", "code"}
 # Every request carries the key, so that it reaches the routes' own validation.
-AUTH = {"Authorization": f"Bearer {TINY_SERVER_API_KEY}"}
+AUTH = TINY_SERVER_AUTH
 # The shared server has two reward models, so /v1/rewards needs a "model": valid
 # requests without one (the schema's example among them) are given this one.
 REWARD_MODEL = "aspects"

@@ -11,10 +11,10 @@ import torch
 
 from genarm.server.reward_models import conversation_ids
 
-from conftest import TINY_SERVER_API_KEY
+from conftest import TINY_SERVER_API_KEY, TINY_SERVER_AUTH
 
 API_KEY = TINY_SERVER_API_KEY
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
+AUTH = TINY_SERVER_AUTH
 ASPECTS = ["helpful", "harmless", "concise"]
 ITEMS = [
     {"messages": [{"role": "user", "content": "Name a fruit."}], "response": "An apple."},

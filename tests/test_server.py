@@ -17,11 +17,11 @@ from genarm.live_server import LiveServer
 from genarm.reference_decoder import GenARMReference
 from genarm.tiny_models import tiny_config_dict
 
-from conftest import TINY_SERVER_API_KEY, TINY_SERVER_CONTEXT
+from conftest import TINY_SERVER_API_KEY, TINY_SERVER_AUTH, TINY_SERVER_CONTEXT
 from support import chat_prompt_ids, strict_json
 
 API_KEY = TINY_SERVER_API_KEY
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
+AUTH = TINY_SERVER_AUTH
 QUESTION = "Tell me a short story about a dragon."
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 LONG_PROMPT = "word " * (3 * TINY_SERVER_CONTEXT)  # well past the context

@@ -22,10 +22,10 @@ import pytest
 
 from genarm.live_server import LiveServer
 
-from conftest import TINY_SERVER_API_KEY
+from conftest import TINY_SERVER_API_KEY, TINY_SERVER_AUTH
 
 ROOT = Path(__file__).resolve().parents[1]
-AUTH = {"Authorization": f"Bearer {TINY_SERVER_API_KEY}"}
+AUTH = TINY_SERVER_AUTH
 OUTPUT_LEN = 16
 
 
